@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs: Chromium (driven by Playwright), CJK fonts, and
+# litmus (neon's WebDAV conformance suite).
+# Installed only when missing; needs root (or sudo).
+set -euo pipefail
+packages=()
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+[ -d /usr/share/fonts/opentype/noto ] || packages+=(fonts-noto-cjk)
+command -v litmus >/dev/null 2>&1 || packages+=(litmus)  # the WebDAV conformance suite
+if [ ${#packages[@]} -eq 0 ]; then
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "please install as root: ${packages[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "Installing Debian packages: ${packages[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${packages[@]}"

@@ -1,0 +1,87 @@
+"""The channels that make up the platform, in the order the portal shows them.
+
+This module (like `app`, `cli` and `models`) sits above both the kernel and the channels and
+is the one place that composes them: the kernel never imports a channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from astrocloud.core.i18n import _
+
+
+@dataclass(frozen=True)
+class Channel:
+    key: str
+    title: str  # an English msgid, translated where shown
+    summary: str
+    path: str
+    icon: str
+    available: bool
+    # the channel's modules holding HTTP routers (`api` and/or `pages`)
+    route_modules: tuple[str, ...] = ("routes",)
+
+    @property
+    def package(self) -> str:
+        return f"astrocloud.{self.key}"
+
+    def policy_file(self) -> Path | None:
+        path = Path(str(resources.files(self.package) / "policy.toml"))
+        return path if path.is_file() else None
+
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel("observation", _("Observation"),
+            _("Apply for telescope time: calls, proposals, review, allocation, observing."),
+            "/observation", "telescope", False),
+    Channel("data", _("Data"),
+            _("The observation archive, catalogs and Virtual Observatory services."),
+            "/data", "database", False),
+    Channel("tools", _("Tools"), _("A catalogue of tools for processing and analysis."),
+            "/tools", "wrench", False),
+    Channel("cloud", _("Cloud"),
+            _("Compute next to the data, with your private storage space, MyVOSpace."),
+            "/cloud", "cloud", True, ("routes", "vospace", "dav")),
+    Channel("public", _("Public"),
+            _("For everyone: the gallery, the supernova search, the astronomy dictionary."),
+            "/public", "star", False),
+)
+
+
+def policy_files() -> list[Path]:
+    from astrocloud.core.security.services import DEFAULT_POLICY
+
+    load_all()
+    files = [DEFAULT_POLICY]
+    files += [p for p in (c.policy_file() for c in CHANNELS) if p is not None]
+    return files
+
+
+KERNEL_SERVICE_MODULES = (
+    "astrocloud.core.identity.services",
+    "astrocloud.core.security.services",
+    "astrocloud.core.usage.services",
+    "astrocloud.core.jobs.services",
+    "astrocloud.core.storage.services",
+    "astrocloud.core.storage.tasks",
+)
+
+
+def load_all() -> None:
+    """Import every models and services module, so that every resource type and every
+    operation is registered before policies are checked or seeded."""
+    from importlib import import_module
+    from importlib.util import find_spec
+
+    import astrocloud.models  # noqa: F401
+
+    for name in KERNEL_SERVICE_MODULES:
+        import_module(name)
+    for channel in CHANNELS:
+        for part in ("models", "services"):
+            module = f"{channel.package}.{part}"
+            if find_spec(module) is not None:
+                import_module(module)

@@ -1,0 +1,1 @@
+"""The kernel every channel stands on: config, database, security, identity, usage, mail, i18n."""

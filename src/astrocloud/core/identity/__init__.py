@@ -1,0 +1,1 @@
+"""Accounts, groups, sessions, API tokens and single sign-on."""

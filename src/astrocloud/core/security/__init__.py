@@ -1,0 +1,1 @@
+"""The security framework: RBAC whose permissions carry rules (prerequisites and filters)."""

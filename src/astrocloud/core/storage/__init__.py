@@ -1,0 +1,1 @@
+"""The distributed storage layer: sites, one data-access interface, replication."""

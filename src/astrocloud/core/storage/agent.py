@@ -1,0 +1,109 @@
+"""The site agent: one data-center site's storage served to the other sites over HTTP.
+
+`astrocloud site-agent --site kunming --port 9001` runs it. Every request carries a short-lived
+signature (HMAC of method, object key and expiry with the platform's shared secret), so only
+AstroCloud instances can read or write. Reads honour byte ranges; writes are atomic.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from astrocloud.core.storage.backends import (
+    ObjectMissing,
+    SiteStore,
+    StorageError,
+    verify_signature,
+)
+from astrocloud.core.web.ranges import RangeNotSatisfiable, parse_byte_range
+
+
+def create_agent(site_name: str, store: SiteStore, secret: str) -> Starlette:
+    def authorized(request: Request, key: str) -> bool:
+        try:
+            expires = int(request.query_params.get("expires", "0"))
+        except ValueError:
+            return False
+        return verify_signature(secret, request.method, key,
+                                expires, request.query_params.get("signature", ""))
+
+    def problem(status: int, detail: str) -> JSONResponse:
+        return JSONResponse({"status": status, "detail": detail}, status_code=status,
+                            media_type="application/problem+json")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "site": site_name})
+
+    async def objects(request: Request) -> Response:
+        key = request.path_params["key"]
+        if not authorized(request, key):
+            return problem(403, "missing, wrong or expired signature")
+        try:
+            if request.method == "PUT":
+                return await _put(request, store, key)
+            if request.method == "DELETE":
+                store.delete(key)
+                return Response(status_code=204)
+            size = store.size(key)
+            if size is None:
+                return problem(404, "no such object")
+            if request.method == "HEAD":
+                return Response(headers={"content-length": str(size),
+                                         "accept-ranges": "bytes"})
+            if request.query_params.get("checksum"):
+                return JSONResponse({"sha256": store.checksum(key), "size": size})
+            return _get(request, store, key, size)
+        except ObjectMissing:
+            return problem(404, "no such object")
+        except StorageError as exc:
+            return problem(400, str(exc))
+
+    return Starlette(routes=[
+        Route("/health", health),
+        Route("/objects/{key:path}", objects, methods=["GET", "HEAD", "PUT", "DELETE"]),
+    ])
+
+
+async def _put(request: Request, store: SiteStore, key: str) -> Response:
+    import anyio
+
+    # Collect the body through a bounded in-memory channel fed by the event loop while the
+    # blocking store writes in a worker thread.
+    send, receive = anyio.create_memory_object_stream[bytes | None](max_buffer_size=16)
+
+    async def pump():
+        async for chunk in request.stream():
+            if chunk:
+                await send.send(chunk)
+        await send.send(None)
+
+    def chunks():
+        while True:
+            chunk = anyio.from_thread.run(receive.receive)
+            if chunk is None:
+                return
+            yield chunk
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump)
+        size, sha = await anyio.to_thread.run_sync(lambda: store.write(key, chunks()))
+    return JSONResponse({"size": size, "sha256": sha}, status_code=201)
+
+
+def _get(request: Request, store: SiteStore, key: str, size: int) -> Response:
+    try:
+        span = parse_byte_range(request.headers.get("range"), size)
+    except RangeNotSatisfiable:
+        return Response(status_code=416, headers={"content-range": f"bytes */{size}"})
+    if span is not None:
+        start, end = span
+        return StreamingResponse(store.read(key, start, end), status_code=206, headers={
+            "content-range": f"bytes {start}-{end - 1}/{size}",
+            "content-length": str(end - start), "accept-ranges": "bytes"},
+            media_type="application/octet-stream")
+    return StreamingResponse(store.read(key), headers={"content-length": str(size),
+                                                       "accept-ranges": "bytes"},
+                             media_type="application/octet-stream")

@@ -1,0 +1,1 @@
+"""The web layer of the kernel: request context, errors, templates, middleware, routes."""

@@ -1,0 +1,1 @@
+"""IVOA protocol services of the Data channel."""

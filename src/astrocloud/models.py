@@ -1,0 +1,12 @@
+"""Every model of every package, imported in one place so that one metadata (and one Alembic
+history) covers them all."""
+
+from astrocloud.cloud import models as cloud_models  # noqa: F401
+from astrocloud.core.db import Base
+from astrocloud.core.identity import models as identity_models  # noqa: F401
+from astrocloud.core.jobs import models as jobs_models  # noqa: F401
+from astrocloud.core.security import models as security_models  # noqa: F401
+from astrocloud.core.storage import models as storage_models  # noqa: F401
+from astrocloud.core.usage import models as usage_models  # noqa: F401
+
+metadata = Base.metadata

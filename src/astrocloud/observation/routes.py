@@ -1,0 +1,5 @@
+"""HTTP routes of the observation channel (its landing page until its services arrive)."""
+
+from astrocloud.core.web.pages import channel_landing_router
+
+pages = channel_landing_router("observation")
