@@ -296,3 +296,34 @@ def test_concurrent_uploads_to_one_file_let_one_win_and_tell_the_other(as_user):
     assert isinstance(outcome["slow"], vos.NodeBusy)
     assert body(alice, "alice/busy.fits") == b"the fast one"
     assert vos.usage(alice)["used"] == len(b"the fast one")
+
+
+def test_simultaneous_first_uploads_to_a_fresh_space_all_succeed(as_user):
+    """The first uploads into a new space race to create its usage record; SQLite refuses a
+    read transaction that turns writer after another commit, so none of them may write before
+    its bytes have arrived (a regression: one of two such uploads used to fail)."""
+    import threading
+
+    owner = as_user("fresh")
+    vos.ensure_root(owner)
+    start = threading.Barrier(6)
+    failures: list[BaseException] = []
+
+    def one(n: int) -> None:
+        ctx = Context(database=owner.database, settings=owner.settings, runtime=owner.runtime,
+                      subject=owner.subject)
+        try:
+            start.wait(10)
+            vos.upload(ctx, f"fresh/file{n}.bin", chunks(DATA[:1000 * (n + 1)]))
+        except BaseException as exc:  # noqa: BLE001 - collected and reported below
+            failures.append(exc)
+        finally:
+            ctx.close()
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    assert vos.usage(owner)["used"] == sum(1000 * (n + 1) for n in range(6))

@@ -148,6 +148,15 @@ def _quota_row(ctx: Context, user_id: int) -> StorageQuota:
     return row
 
 
+def _room(ctx: Context, user_id: int) -> int:
+    """Bytes a user may still store, read without writing (a missing row means none used);
+    for the read-only first part of a streaming operation."""
+    row = ctx.db.get(StorageQuota, user_id)
+    if row is None:
+        return ctx.settings.vos_default_quota_bytes
+    return _quota_of(ctx, row) - row.used_bytes
+
+
 def _quota_of(ctx: Context, row: StorageQuota) -> int:
     if row.quota_bytes is not None:
         return row.quota_bytes
@@ -289,8 +298,9 @@ def upload(ctx: Context, path: str, chunks: Iterable[bytes], *,
         if existing.kind != "data":
             raise DuplicateNode("%(path)s exists and is not a file.", path=path)
         ctx.authorize(existing, CloudOps.VOS_WRITE)
-    quota_row = _quota_row(ctx, parent.owner_id)
-    room = _quota_of(ctx, quota_row) - quota_row.used_bytes + (existing.size if existing else 0)
+    # Nothing is written before the transfer: a write here would upgrade a read transaction
+    # whose snapshot another upload may have outdated, which SQLite refuses outright.
+    room = _room(ctx, parent.owner_id) + (existing.size if existing else 0)
     limit = room if max_bytes is None else min(room, max_bytes)
     if room <= 0:
         raise QuotaExceeded("The space of %(owner)s is full.", owner=parent.owner_name)
