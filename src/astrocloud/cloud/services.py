@@ -140,12 +140,24 @@ def _parent_for_new(ctx: Context, path: str) -> Node:
 
 
 def _quota_row(ctx: Context, user_id: int) -> StorageQuota:
-    row = ctx.db.get(StorageQuota, user_id)
+    """A user's usage record, made on first use and locked for the rest of the (writing)
+    transaction, so that concurrent changes add up instead of overwriting each other."""
+    row = ctx.db.get(StorageQuota, user_id, with_for_update=True)
     if row is None:
-        row = StorageQuota(user_id=user_id, used_bytes=0)
-        ctx.db.add(row)
-        ctx.db.flush()
+        # Two first writes may race to create it: the loser's insert does nothing, then it
+        # reads (and locks) the winner's row.
+        ctx.db.execute(_insert_for(ctx)(StorageQuota).values(user_id=user_id, used_bytes=0)
+                       .on_conflict_do_nothing())
+        row = ctx.db.get(StorageQuota, user_id, with_for_update=True, populate_existing=True)
     return row
+
+
+def _insert_for(ctx: Context):
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def _room(ctx: Context, user_id: int) -> int:
