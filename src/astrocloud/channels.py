@@ -21,16 +21,20 @@ class Channel:
     path: str
     icon: str
     available: bool
-    # the channel's modules holding HTTP routers (`api` and/or `pages`)
+    # the channel's modules holding HTTP routers (`api` and/or `pages`), relative to its package
     route_modules: tuple[str, ...] = ("routes",)
+    # the modules declaring its models, resources and operations (imported before policies are
+    # checked); a channel made of sub-packages lists each one's
+    service_modules: tuple[str, ...] = ("models", "services")
 
     @property
     def package(self) -> str:
         return f"astrocloud.{self.key}"
 
-    def policy_file(self) -> Path | None:
-        path = Path(str(resources.files(self.package) / "policy.toml"))
-        return path if path.is_file() else None
+    def policy_files(self) -> list[Path]:
+        """The channel's default policies: a `policy.toml` in its package or any sub-package."""
+        root = Path(str(resources.files(self.package)))
+        return sorted(root.rglob("policy.toml"))
 
 
 CHANNELS: tuple[Channel, ...] = (
@@ -39,7 +43,9 @@ CHANNELS: tuple[Channel, ...] = (
             "/observation", "telescope", False),
     Channel("data", _("Data"),
             _("The observation archive, catalogs and Virtual Observatory services."),
-            "/data", "database", False),
+            "/data", "database", False, ("routes", "archive.routes", "catalogs.routes"),
+            ("archive.models", "archive.services", "archive.tasks",
+             "catalogs.models", "catalogs.services")),
     Channel("tools", _("Tools"), _("A catalogue of tools for processing and analysis."),
             "/tools", "wrench", False),
     Channel("cloud", _("Cloud"),
@@ -56,7 +62,8 @@ def policy_files() -> list[Path]:
 
     load_all()
     files = [DEFAULT_POLICY]
-    files += [p for p in (c.policy_file() for c in CHANNELS) if p is not None]
+    for channel in CHANNELS:
+        files += channel.policy_files()
     return files
 
 
@@ -81,7 +88,7 @@ def load_all() -> None:
     for name in KERNEL_SERVICE_MODULES:
         import_module(name)
     for channel in CHANNELS:
-        for part in ("models", "services"):
+        for part in channel.service_modules:
             module = f"{channel.package}.{part}"
             if find_spec(module) is not None:
                 import_module(module)

@@ -1,0 +1,1 @@
+"""The observation archive: ingest, quality control, release, ObsCore metadata, previews."""

@@ -1,0 +1,1 @@
+"""Source catalogs: import with column metadata, a spatial index, cone search."""
