@@ -77,8 +77,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     web_errors.install(app)
     upload_paths = ("/dav/", "/vospace/", "/api/v1/vos/files/", "/cloud/files/")
-    app.add_middleware(PlatformMiddleware, settings=settings,
-                       body_limits={p: settings.max_upload_bytes for p in upload_paths})
+    limits = {p: settings.max_upload_bytes for p in upload_paths}
+    limits.update({p: settings.archive_max_file_bytes
+                   for p in ("/api/v1/data/ingest/", "/api/v1/data/products/")})
+    app.add_middleware(PlatformMiddleware, settings=settings, body_limits=limits)
 
     swagger = _swagger_dir()
     if swagger is not None:  # before /static, which would otherwise shadow it

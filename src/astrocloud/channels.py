@@ -40,10 +40,10 @@ class Channel:
 CHANNELS: tuple[Channel, ...] = (
     Channel("observation", _("Observation"),
             _("Apply for telescope time: calls, proposals, review, allocation, observing."),
-            "/observation", "telescope", False),
+            "/observation", "telescope", False, ("routes",), ("models", "services")),
     Channel("data", _("Data"),
             _("The observation archive, catalogs and Virtual Observatory services."),
-            "/data", "database", False, ("routes", "archive.routes", "catalogs.routes"),
+            "/data", "database", True, ("routes",),
             ("archive.models", "archive.services", "archive.tasks",
              "catalogs.models", "catalogs.services")),
     Channel("tools", _("Tools"), _("A catalogue of tools for processing and analysis."),

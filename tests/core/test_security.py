@@ -125,6 +125,20 @@ MATRIX: dict[str, set[str]] = {
     "core.site.manage": {"admin", "operator"},
     "core.storage.sweep": {"admin", "operator"},
     "core.job.list": {"admin", "operator"},
+    # the Observation channel: telescopes and someone else's programme
+    "observation.telescope.read": PUBLIC,
+    "observation.telescope.create": {"admin", "operator"},
+    "observation.telescope.update": {"admin", "operator", "telescope_manager"},
+    "observation.programme.read": PUBLIC,
+    "observation.programme.create": {"admin", "operator", "telescope_manager"},
+    "observation.programme.update": {"admin", "operator", "telescope_manager"},
+    # the archive, on someone else's proprietary file and ingest
+    "data.file.read": {"admin", "operator", "telescope_manager", "qc_reviewer"},
+    "data.archive.ingest": {"admin", "operator", "telescope_manager", "observer"},
+    "data.archive.deposit": {"admin"},
+    "data.ingest.read": {"admin", "operator", "telescope_manager"},
+    "data.qc.override": {"admin", "qc_reviewer"},
+    "data.qc.rerun": {"admin", "operator", "telescope_manager", "qc_reviewer"},
     # the Cloud channel, on someone else's private node / account
     "cloud.vos.read": {"admin"},
     "cloud.vos.write": {"admin"},
@@ -163,12 +177,39 @@ def world(system):
                                      .where(RoleAssignment.user_id == other.id)),
         "site": db.scalar(sa.select(Site).limit(1)),
         "vos_node": _private_node(db, other),
+        **_archive_world(db, other),
         "job": Job(id=0, task="storage.sweep", owner_id=other.id),
         "usage_event": db.scalar(sa.select(UsageEvent).where(UsageEvent.user_id == other.id)
                                  .limit(1)) or UsageEvent(id=0, user_id=other.id,
                                                           operation="x", channel="core",
                                                           outcome="ok"),
     }
+
+
+def _archive_world(db, owner):
+    """A telescope, someone else's programme, a still-proprietary file of it and an ingest."""
+    import datetime as dt
+
+    from astrocloud.data.archive.models import ArchiveFile, IngestRecord
+    from astrocloud.observation.models import Programme, ProgrammeMember, Telescope
+
+    telescope = Telescope(name="Matrix 1m", longitude=117.6, latitude=40.4, elevation=900)
+    db.add(telescope)
+    db.flush()
+    programme = Programme(code="M-001", telescope_id=telescope.id, pi_id=owner.id)
+    db.add(programme)
+    db.flush()
+    db.add(ProgrammeMember(programme_id=programme.id, user_id=owner.id, role="pi"))
+    db.commit()
+    now = dt.datetime.now(dt.UTC)
+    archived = ArchiveFile(id=0, telescope_id=telescope.id, programme_id=programme.id,
+                           date_obs=now, obs_release_date=now + dt.timedelta(days=300),
+                           filename="x.fits", size=1, checksum="sha256:0", obs_collection="m",
+                           obs_id="x", facility_name="Matrix 1m", uri="ac://archive/m/x")
+    ingest = IngestRecord(id=0, telescope_id=telescope.id, source="upload", filename="x.fits",
+                          path="/nowhere", submitted_by_id=owner.id)
+    return {"telescope": telescope, "programme": programme, "archive_file": archived,
+            "ingest": ingest}
 
 
 def _private_node(db, owner):

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     # MyVOSpace: every user's default quota (an admin can set another per user).
     vos_default_quota_bytes: int = Field(default=10 * 1024**3, ge=0)
 
+    # Archive: the largest file accepted, and how long a file in a telescope's drop folder
+    # must stay unchanged before it is taken (the telescope may still be copying it).
+    archive_max_file_bytes: int = Field(default=20 * 1024**3, ge=0)
+    archive_drop_settle_seconds: float = Field(default=2.0, ge=0)
+
     # Jobs: "embedded" (a queue in $home/jobs.db, worked in-process by `serve`) or "redis".
     job_backend: str = Field(default="embedded", pattern="^(embedded|redis)$")
     redis_url: str = "redis://127.0.0.1:6379/0"

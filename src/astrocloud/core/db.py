@@ -73,6 +73,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        try:  # position searches need SQL math; older SQLite builds lack it
+            cursor.execute("SELECT sin(0), asin(0), sqrt(1), radians(0), degrees(0)")
+        except Exception:  # noqa: BLE001 - sqlite3.OperationalError: no such function
+            _add_math_functions(dbapi_connection)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -84,6 +88,15 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+def _add_math_functions(connection) -> None:
+    import math
+
+    for name, fn in (("sin", math.sin), ("cos", math.cos), ("asin", math.asin),
+                     ("sqrt", math.sqrt), ("radians", math.radians), ("degrees", math.degrees)):
+        connection.create_function(name, 1, lambda x, fn=fn: None if x is None else fn(x),
+                                   deterministic=True)
 
 
 def make_engine(url: str) -> Engine:

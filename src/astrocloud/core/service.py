@@ -69,6 +69,7 @@ class Context:
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
     _keep: list[Any] = field(default_factory=list)
     _writing: bool = False
+    _note: str = ""
 
     # -- session ---------------------------------------------------------------------------
 
@@ -164,6 +165,10 @@ class Context:
         self.set_target(obj)
         return obj
 
+    def note(self, text: str) -> None:
+        """Say in the usage log what a successful operation changed (e.g. old → new values)."""
+        self._note = text
+
     def set_target(self, resource: Any) -> None:
         rtype = resource_type_of(resource)
         ident = getattr(resource, "id", None)
@@ -219,7 +224,7 @@ def operation(op: Operation, *, streaming: bool = False) -> Callable[[F], F]:
 def _run_unit(ctx: Context, op: Operation, fn, args, kwargs, streaming: bool = False):
     started = time.perf_counter()
     ctx.operation, ctx.target, ctx._depth = op, None, 1
-    ctx._after_commit, ctx._keep, ctx._writing = [], [], False
+    ctx._after_commit, ctx._keep, ctx._writing, ctx._note = [], [], False, ""
     db = ctx.db
     if streaming:
         if db.in_transaction():
@@ -230,7 +235,7 @@ def _run_unit(ctx: Context, op: Operation, fn, args, kwargs, streaming: bool = F
         result = fn(ctx, *args, **kwargs)
         if streaming and not ctx._writing:
             ctx.begin_write()  # the usage row needs a writing transaction
-        ctx._record(op, "ok", started)
+        ctx._record(op, "ok", started, ctx._note)
         db.commit()
     except BaseException as exc:
         db.rollback()

@@ -54,6 +54,21 @@ def task(name: str, *, retries: int = 0, retry_delay: int = 5, every_minutes: in
     return decorate
 
 
+# Things a worker process runs beside the queue while it works (e.g. the archive's drop-folder
+# watcher): `start(runtime)` returns a function that stops it.
+WATCHERS: dict[str, Callable[[Any], Callable[[], None]]] = {}
+
+
+def watcher(name: str):
+    """Declare a watcher that every worker (embedded or `astrocloud worker`) starts."""
+
+    def decorate(fn):
+        WATCHERS[name] = fn
+        return fn
+
+    return decorate
+
+
 class Retry(Exception):
     """Raised by a task that should be tried again after its retry delay."""
 
@@ -83,6 +98,22 @@ class JobSystem:
         self._bound: dict[str, Any] = {}
         self._consumer: Consumer | None = None
         self._lock = threading.Lock()
+        self._stop_watchers: list[Callable[[], None]] = []
+
+    def _start_watchers(self) -> None:
+        for name, start in WATCHERS.items():
+            try:
+                self._stop_watchers.append(start(self.runtime))
+            except Exception:  # a watcher that cannot start must not stop the queue
+                log.exception("watcher %s did not start", name)
+
+    def _stop_all_watchers(self) -> None:
+        for stop in self._stop_watchers:
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - stopping is best effort
+                log.exception("a watcher did not stop cleanly")
+        self._stop_watchers = []
 
     def _bind(self, name: str):
         if name in self._bound:
@@ -184,18 +215,24 @@ class JobSystem:
                                               periodic=True, check_worker_health=False,
                                               initial_delay=0.05, backoff=1.15, max_delay=0.5)
             self._consumer.start()
+            self._start_watchers()
 
     def stop_embedded(self) -> None:
         with self._lock:
             if self._consumer is not None:
+                self._stop_all_watchers()
                 self._consumer.stop(graceful=True)
                 self._consumer = None
 
     def run_worker(self, workers: int) -> None:
         """Work the queue until interrupted (`astrocloud worker`)."""
         self.bind_all()
-        Consumer(self.huey, workers=workers, worker_type="thread", periodic=True,
-                 initial_delay=0.1, backoff=1.15, max_delay=1.0).run()
+        self._start_watchers()
+        try:
+            Consumer(self.huey, workers=workers, worker_type="thread", periodic=True,
+                     initial_delay=0.1, backoff=1.15, max_delay=1.0).run()
+        finally:
+            self._stop_all_watchers()
 
     def wait(self, job_ids: list[int], timeout: float = 60.0) -> list[Job]:
         """Block until the jobs are done or failed (the CLI waits for what it started)."""

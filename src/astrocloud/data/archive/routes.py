@@ -1,0 +1,305 @@
+"""HTTP routes of the observation archive (JSON API).
+
+    PUT  /api/v1/data/ingest/<telescope>/<filename>   a telescope's raw file (the raw body);
+                                                      202 with its ingest record
+    PUT  /api/v1/data/products/<filename>?derived_from=ID&derived_from=ID
+                                                      a derived product of archived files
+    GET  /api/v1/data/ingests[?status=quarantined]    ingest records (operators: all)
+    GET  /api/v1/data/ingests/<id>
+    GET  /api/v1/data/observations                    search: {"total": N, "items": [...]}
+    GET  /api/v1/data/observations/<id>               one file: ObsCore fields, header, QC,
+                                                      lineage
+    GET  /api/v1/data/observations/<id>/file          its bytes (Range, ETag)
+    GET  /api/v1/data/observations/<id>/preview.png, /thumbnail.png
+    POST /api/v1/data/observations/<id>/qc            a reviewer's grade {grade, comment}
+    POST /api/v1/data/observations/<id>/qc/rerun
+
+Routes parse and render; the archive's services decide who may do what (the release rule).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response, StreamingResponse
+
+from astrocloud.core import errors
+from astrocloud.core.service import Context
+from astrocloud.core.web.context import AuditedRoute, request_context
+from astrocloud.core.web.downloads import DOWNLOAD_HEADERS
+from astrocloud.core.web.inputs import StrictModel
+from astrocloud.core.web.middleware import BodyTooLarge
+from astrocloud.core.web.ranges import RangeNotSatisfiable, parse_byte_range
+from astrocloud.core.web.routing import Id, uses
+from astrocloud.data.archive import services
+from astrocloud.data.archive.models import ArchiveFile, IngestRecord
+from astrocloud.data.archive.services import ArchiveOps
+
+api = APIRouter(prefix="/api/v1/data", tags=["archive"], route_class=AuditedRoute)
+Ctx = Annotated[Context, Depends(request_context)]
+MAX_PAGE = 200
+
+
+class UploadStopped(errors.ValidationFailed):
+    status = 400
+    code = "upload-incomplete"
+
+
+class BodyLimit(errors.DomainError):
+    status = 413
+    code = "too-large"
+
+
+# ---- representations --------------------------------------------------------------------------
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def ingest_out(record: IngestRecord) -> dict[str, Any]:
+    return {"id": record.id, "status": record.status, "filename": record.filename,
+            "source": record.source, "size": record.size, "checksum": record.checksum,
+            "code": record.code or None, "reason": record.reason or None,
+            "warnings": record.warnings or [], "file_id": record.file_id,
+            "job_id": record.job_id, "derived_from": record.derived_from or [],
+            "created_at": _iso(record.created_at), "finished_at": _iso(record.finished_at)}
+
+
+OBSCORE_FIELDS = ("dataproduct_type", "calib_level", "obs_collection", "obs_id", "s_ra",
+                  "s_dec", "s_fov", "s_region", "s_resolution", "t_min", "t_max", "t_exptime",
+                  "em_min", "em_max", "em_res_power", "o_ucd", "facility_name",
+                  "instrument_name", "target_name", "access_format")
+
+
+def file_out(request: Request, archived: ArchiveFile) -> dict[str, Any]:
+    base = str(request.base_url).rstrip("/")
+    out: dict[str, Any] = {"id": archived.id}
+    out.update({name: getattr(archived, name) for name in OBSCORE_FIELDS})
+    out.update({
+        "obs_publisher_did": archived.obs_publisher_did,
+        "access_url": f"{base}/api/v1/data/observations/{archived.id}/file",
+        "access_estsize": archived.access_estsize,
+        "obs_release_date": _iso(archived.obs_release_date),
+        "date_obs": _iso(archived.date_obs),
+        "filename": archived.filename, "version": archived.version,
+        "is_latest": archived.is_latest, "size": archived.size,
+        "checksum": archived.checksum, "filter": archived.filter_name,
+        "programme": archived.programme_code, "linked_programme": archived.programme_id
+        is not None, "qc_grade": archived.qc_grade,
+        "preview_url": f"{base}/api/v1/data/observations/{archived.id}/preview.png"
+        if archived.preview_uri else None,
+        "thumbnail_url": f"{base}/api/v1/data/observations/{archived.id}/thumbnail.png"
+        if archived.thumbnail_uri else None,
+        "warnings": archived.warnings or [],
+    })
+    return out
+
+
+def file_detail(request: Request, ctx: Context, archived: ArchiveFile) -> dict[str, Any]:
+    out = file_out(request, archived)
+    links = services.lineage(ctx, archived.id)
+    out.update({
+        "header": archived.header,
+        "qc": {"grade": archived.qc_grade, "automatic_grade": archived.qc_auto_grade,
+               "checked_at": _iso(archived.qc_at), "comment": archived.qc_comment or None,
+               "overridden": archived.qc_reviewer_id is not None, **(archived.qc or {})},
+        "derived_from": [f.id for f in links["sources"]],
+        "products": [f.id for f in links["products"]],
+    })
+    return out
+
+
+# ---- bytes in ---------------------------------------------------------------------------------
+
+
+def _body(request: Request) -> Iterator[bytes]:
+    """The request body as chunks, for a service running in a worker thread."""
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = anyio.from_thread.run(stream.__anext__)
+        except StopAsyncIteration:
+            return
+        except BodyTooLarge as exc:
+            raise BodyLimit("%(detail)s", detail=exc.detail) from None
+        except ClientDisconnect:
+            raise UploadStopped("The upload stopped before its end; nothing was stored.",
+                                field="body") from None
+        if chunk:
+            yield chunk
+
+
+BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {
+    "schema": {"type": "string", "format": "binary"}}}}}
+
+
+@api.put("/ingest/{telescope}/{filename}", status_code=202,
+         openapi_extra={**uses(ArchiveOps.INGEST), **BODY},
+         summary="Send a telescope's raw file to the archive (ingest runs as a job)")
+async def put_ingest(request: Request, telescope: str, filename: str, ctx: Ctx):
+    def run():
+        record = services.receive(ctx, telescope=telescope, filename=filename,
+                                  chunks=_body(request))
+        return ingest_out(record)
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@api.put("/products/{filename}", status_code=202,
+         openapi_extra={**uses(ArchiveOps.DEPOSIT), **BODY},
+         summary="Deposit a derived product made from archived files")
+async def put_product(request: Request, filename: str, ctx: Ctx,
+                      derived_from: Annotated[list[int], Query(max_length=100)]):
+    if any(not 1 <= i <= 2**31 - 1 for i in derived_from):
+        raise errors.ValidationFailed("derived_from holds archived file ids.",
+                                      field="derived_from")
+
+    def run():
+        record = services.deposit(ctx, derived_from=derived_from, filename=filename,
+                                  chunks=_body(request))
+        return ingest_out(record)
+
+    return await anyio.to_thread.run_sync(run)
+
+
+# ---- ingest records ---------------------------------------------------------------------------
+
+
+@api.get("/ingests", openapi_extra=uses(ArchiveOps.INGEST_READ),
+         summary="Ingest records: what reached the archive and what became of it")
+def get_ingests(ctx: Ctx, status: Annotated[str | None, Query(
+        pattern="^(queued|running|archived|duplicate|quarantined)$")] = None,
+                page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+                per_page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50):
+    result = services.list_ingests(ctx, status=status, page=page, per_page=per_page)
+    return {"total": result.total, "page": result.page, "per_page": result.per_page,
+            "items": [ingest_out(r) for r in result.items]}
+
+
+@api.get("/ingests/{ingest_id}", openapi_extra=uses(ArchiveOps.INGEST_READ),
+         summary="One ingest record")
+def get_ingest(ingest_id: Id, ctx: Ctx):
+    result = services.list_ingests(ctx, ids=[ingest_id], per_page=1)
+    if not result.items:
+        raise errors.NotFound("There is no ingest %(id)s, or you may not see it.", id=ingest_id)
+    return ingest_out(result.items[0])
+
+
+# ---- observations -----------------------------------------------------------------------------
+
+
+class SearchIn(StrictModel):
+    ra: float | None = Field(None, ge=0, lt=360)
+    dec: float | None = Field(None, ge=-90, le=90)
+    radius: float | None = Field(None, gt=0, le=90)
+    target: str | None = Field(None, max_length=100)
+    telescope: str | None = Field(None, max_length=64)
+    instrument: str | None = Field(None, max_length=100)
+    collection: str | None = Field(None, max_length=128)
+    programme: str | None = Field(None, max_length=64)
+    dataproduct_type: str | None = Field(None, max_length=16)
+    calib_level: int | None = Field(None, ge=0, le=4)
+    qc_grade: str | None = Field(None, pattern="^(pass|warn|fail|none)$")
+    wavelength: float | None = Field(None, gt=0, lt=1)
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    mine: bool = False
+    all_versions: bool = False
+    sort: str = Field("date", pattern="^(date|-date|target|id)$")
+    page: int = Field(1, ge=1, le=10**6)
+    per_page: int = Field(50, ge=1, le=MAX_PAGE)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def run_search(ctx: Context, query: SearchIn):
+    params = query.model_dump()
+    params["start"], params["end"] = _utc(query.start), _utc(query.end)
+    return services.search(ctx, **params)
+
+
+@api.get("/observations", openapi_extra=uses(ArchiveOps.FILE_READ),
+         summary="Search the archive: {total, items}, only what you may see")
+def get_observations(request: Request, ctx: Ctx, query: Annotated[SearchIn, Query()]):
+    result = run_search(ctx, query)
+    return {"total": result.total, "page": result.page, "per_page": result.per_page,
+            "items": [file_out(request, f) for f in result.items]}
+
+
+@api.get("/observations/{file_id}", openapi_extra=uses(ArchiveOps.FILE_READ),
+         summary="One archived file: ObsCore metadata, header, QC and lineage")
+def get_observation(request: Request, file_id: Id, ctx: Ctx):
+    return file_detail(request, ctx, services.get_file(ctx, file_id))
+
+
+def _disposition(name: str) -> str:
+    from urllib.parse import quote
+
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
+@api.get("/observations/{file_id}/file", openapi_extra=uses(ArchiveOps.FILE_READ),
+         summary="Download an archived file (byte ranges supported)")
+def download(request: Request, file_id: Id, ctx: Ctx):
+    archived = services.get_file(ctx, file_id)
+    etag = f'"{archived.checksum.split(":")[-1][:32]}"'
+    headers = {"etag": etag, "accept-ranges": "bytes",
+               "content-disposition": _disposition(archived.filename),
+               "cache-control": "private, no-cache", **DOWNLOAD_HEADERS}
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    if_range = request.headers.get("if-range")
+    try:
+        span = None if if_range and if_range != etag else \
+            parse_byte_range(request.headers.get("range"), archived.size)
+    except RangeNotSatisfiable:
+        headers["content-range"] = f"bytes */{archived.size}"
+        return Response(status_code=416, headers=headers)
+    start, end = span or (0, archived.size)
+    if span:
+        headers["content-range"] = f"bytes {start}-{end - 1}/{archived.size}"
+    headers["content-length"] = str(end - start)
+    _, stream = services.open_file(ctx, file_id, start=start, end=end if span else None)
+    return StreamingResponse(stream, status_code=206 if span else 200, headers=headers,
+                             media_type=archived.access_format)
+
+
+@api.get("/observations/{file_id}/{kind}.png", openapi_extra=uses(ArchiveOps.FILE_READ),
+         summary="A file's preview or thumbnail (PNG)")
+def preview(file_id: Id, kind: str, ctx: Ctx):
+    if kind not in ("preview", "thumbnail"):
+        raise errors.NotFound("There is no such image: %(kind)s.", kind=kind[:20])
+    chunks = services.open_preview(ctx, file_id, kind)
+    return StreamingResponse(chunks, media_type="image/png",
+                             headers={"cache-control": "private, max-age=3600"})
+
+
+class GradeIn(StrictModel):
+    grade: str = Field(pattern="^(pass|warn|fail)$")
+    comment: str = Field(min_length=1, max_length=2000)
+
+
+@api.post("/observations/{file_id}/qc", openapi_extra=uses(ArchiveOps.QC_OVERRIDE),
+          summary="Override a file's quality grade (QC reviewers), with a comment")
+def post_grade(request: Request, file_id: Id, body: GradeIn, ctx: Ctx):
+    archived = services.override_qc(ctx, file_id, grade=body.grade, comment=body.comment)
+    return file_out(request, archived)
+
+
+@api.post("/observations/{file_id}/qc/rerun", status_code=202,
+          openapi_extra=uses(ArchiveOps.QC_RERUN), summary="Run a file's quality control again")
+def post_rerun(file_id: Id, ctx: Ctx):
+    return {"job_id": services.rerun_qc(ctx, file_id)}
+

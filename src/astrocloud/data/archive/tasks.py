@@ -1,0 +1,80 @@
+"""The archive's jobs: ingest a batch of received files, grade and preview one file, and take
+what telescopes copy into their drop folders (on file-system events, and every minute in case
+an event was missed)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from astrocloud.core.jobs import task, watcher
+from astrocloud.data.archive import services
+
+log = logging.getLogger("astrocloud.archive")
+
+
+@task("data.archive.ingest")
+def ingest(runtime, ids: list[int]) -> dict:
+    """Archive, refuse as duplicates, or quarantine the received files `ids`."""
+    return services.ingest_batch(runtime, ids)
+
+
+@task("data.archive.qc", retries=2, retry_delay=10)
+def quality(runtime, file_id: int) -> dict:
+    """Grade one archived file and make its previews."""
+    return services.check_quality(runtime, file_id)
+
+
+@task("data.archive.drop", every_minutes=1)
+def drop(runtime) -> dict:
+    """Take settled files from the telescopes' drop folders."""
+    return {"jobs": services.claim_dropped(runtime)}
+
+
+@watcher("data.archive.drop-folders")
+def watch_drop_folders(runtime):
+    """Watch the drop folders with watchdog (inotify on Linux): a change schedules a claim once
+    the file has had time to settle; the periodic task catches anything missed."""
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    root = runtime.settings.home / "archive" / "drop"
+    root.mkdir(parents=True, exist_ok=True)
+    settle = runtime.settings.archive_drop_settle_seconds
+    pending: dict[str, threading.Timer] = {}
+    lock = threading.Lock()
+
+    def claim():
+        with lock:
+            pending.pop("claim", None)
+        try:
+            services.claim_dropped(runtime)
+        except Exception:  # the periodic task will try again
+            log.exception("claiming dropped files failed")
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event):
+            if event.is_directory:
+                return
+            with lock:  # one claim per quiet period, not one per event
+                timer = pending.get("claim")
+                if timer is not None:
+                    timer.cancel()
+                timer = threading.Timer(settle + 0.2, claim)
+                timer.daemon = True
+                pending["claim"] = timer
+                timer.start()
+
+    observer = Observer()
+    observer.schedule(Handler(), str(root), recursive=True)
+    observer.daemon = True
+    observer.start()
+
+    def stop():
+        observer.stop()
+        with lock:
+            for timer in pending.values():
+                timer.cancel()
+        observer.join(5)
+
+    return stop
