@@ -10,10 +10,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from astrocloud.core.identity import services as identity
 from astrocloud.core.security import services as security
 from astrocloud.core.security.engine import Subject, load_subject
-from astrocloud.data.archive import services as archive
 from astrocloud.data.archive.models import ArchiveFile
 from astrocloud.data.archive.synthetic import write_image
 from astrocloud.observation import services as observation
@@ -24,33 +22,6 @@ OLD = dt.datetime(2020, 1, 5, 14, 0, tzinfo=dt.UTC)  # released long ago
 
 def recent() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=20)
-
-
-@pytest.fixture
-def world(system, users, runtime, tmp_path):
-    """Two archived files of a programme: one released, one still proprietary."""
-    system.runtime = runtime
-    observation.create_telescope(system, name=SCOPE, longitude=117.575, latitude=40.396,
-                                 elevation=960, instruments=["BFOSC"])
-    pi, coi = users.create("piwang"), users.create("coi")
-    friend = users.create("friend")
-    system.subject = load_subject(system.db, pi)
-    group = identity.create_group(system, name="friends", title="Friends")
-    identity.add_member(system, group_id=group.id, username="friend")
-    system.subject = Subject.system_subject()
-    observation.create_programme(system, code="2026A-001", telescope=SCOPE, pi="piwang",
-                                 co_investigators=["coi"], groups=["friends"])
-    released = write_image(tmp_path / "old.fits", ra=10.68, dec=41.27, date_obs=OLD,
-                           object="M 31", propid="2026A-001", seed=1)
-    private = write_image(tmp_path / "new.fits", ra=202.47, dec=47.2, date_obs=recent(),
-                          object="M 51", propid="2026A-001", seed=2)
-    records, jobs = archive.submit_paths(system, telescope=SCOPE,
-                                         paths=[str(released), str(private)])
-    runtime.jobs.wait(jobs, timeout=60)
-    done = archive.ingest_progress(system.database, [r.id for r in records])
-    assert [r.status for r in done] == ["archived", "archived"], [r.reason for r in done]
-    return {"released": done[0].file_id, "private": done[1].file_id, "pi": pi, "coi": coi,
-            "friend": friend, "paths": {"released": released, "private": private}}
 
 
 def ids(client, **params) -> tuple[int, set[int]]:
@@ -241,3 +212,17 @@ def test_preview_of_a_proprietary_file_is_private(client, users, world, system):
     assert client.get(url).status_code == 404
     response = users.api(world["pi"]).get(url)
     assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+
+
+def test_a_deposit_naming_a_programme_the_depositor_is_not_in_is_quarantined(
+        users, world, runtime, tmp_path):
+    api = users.api("astronomer", "stranger")
+    product = write_image(tmp_path / "mine.fits", ra=10.68, dec=41.27, date_obs=OLD,
+                          propid="2026A-001", seed=12)
+    response = api.put("/api/v1/data/products/mine.fits",
+                       params={"derived_from": world["released"]},
+                       content=product.read_bytes())
+    assert response.status_code == 202, response.text
+    runtime.jobs.wait([response.json()["job_id"]], timeout=60)
+    record = api.get(f"/api/v1/data/ingests/{response.json()['id']}").json()
+    assert record["status"] == "quarantined" and record["code"] == "programme-not-yours"

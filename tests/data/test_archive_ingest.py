@@ -240,3 +240,22 @@ def test_files_dropped_in_the_telescopes_folder_are_archived(system, runtime, si
         time.sleep(0.2)
     assert record is not None and record.source == "drop"
     assert not (folder / "dropped.fits").exists()
+
+
+def test_within_one_batch_twins_are_duplicates_and_namesakes_are_versions(system, runtime,
+                                                                          site, tmp_path):
+    first = image(tmp_path, seed=20)
+    (tmp_path / "b").mkdir()
+    namesake = image(tmp_path / "b", seed=21)
+    records = ingest(system, runtime, first, first, namesake)
+    assert [r.status for r in records] == ["archived", "duplicate", "archived"]
+    assert records[1].file_id == records[0].file_id
+    versions = [system.db.get(ArchiveFile, r.file_id) for r in (records[0], records[2])]
+    assert [(f.version, f.is_latest) for f in versions] == [(1, False), (2, True)]
+
+
+def test_one_bad_file_does_not_hold_up_its_batch(system, runtime, site, tmp_path):
+    bad = write_bad_files(tmp_path / "bad")["truncated"]
+    records = ingest(system, runtime, image(tmp_path, seed=22), bad,
+                     image(tmp_path, "other.fits", seed=23))
+    assert [r.status for r in records] == ["archived", "quarantined", "archived"]

@@ -75,15 +75,16 @@ def check_mapping(mapping: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for field, keywords in mapping.items():
         if field not in MAPPING_FIELDS:
-            raise ValidationFailed("“%(field)s” is not a header-mapping field (known: "
-                                   "%(known)s).", field="header_mapping", known=", ".join(
-                                       MAPPING_FIELDS))
+            raise ValidationFailed("“%(name)s” is not a header-mapping field (known: "
+                                   "%(known)s).", field="header_mapping", name=str(field)[:40],
+                                   known=", ".join(MAPPING_FIELDS))
         if isinstance(keywords, str):
             keywords = [keywords]
         if not isinstance(keywords, list) or not keywords or not all(
                 isinstance(k, str) and KEYWORD.match(k.upper()) for k in keywords):
-            raise ValidationFailed("The keywords for %(field)s must be FITS keywords (up to 8 "
-                                   "letters, digits, _ or -).", field="header_mapping")
+            raise ValidationFailed("The keywords for %(name)s must be FITS keywords (up to 8 "
+                                   "letters, digits, _ or -).", field="header_mapping",
+                                   name=field)
         out[field] = [k.upper() for k in keywords]
     return out
 
@@ -276,3 +277,23 @@ def instrument_by_id(ctx: Context, ident: int | None) -> Instrument | None:
 
 def programme_by_id(ctx: Context, ident: int | None) -> Programme | None:
     return ctx.db.get(Programme, ident) if ident is not None else None
+
+
+@operation(ObservationOps.TELESCOPE_UPDATE)
+def set_instrument_qc(ctx: Context, telescope: str, instrument: str, qc_config: dict) -> Instrument:
+    """Set the quality-control limits of a telescope's instrument (its managers, operators);
+    they apply to QC runs from then on (re-run QC to regrade archived files)."""
+    scope = ctx.db.scalar(sa.select(Telescope).where(Telescope.name == telescope))
+    if scope is None:
+        raise NotFound("There is no telescope called “%(name)s”.", name=telescope)
+    ctx.authorize(scope)
+    target = instrument_of(ctx, scope, instrument)
+    if target is None:
+        raise NotFound("%(telescope)s has no instrument called “%(name)s”.",
+                       telescope=telescope, name=instrument)
+    from astrocloud.data.archive.services import checked_qc_config
+
+    target.qc_config = checked_qc_config(qc_config)
+    ctx.set_target(scope)
+    ctx.note(f"QC limits of {target.name}")
+    return target

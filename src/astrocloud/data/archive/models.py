@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from astrocloud.core.db import Base, utcnow
-from astrocloud.core.security.resources import INT, Collection, register_resource
+from astrocloud.core.security.resources import BOOL, INT, Attr, Collection, register_resource
 from astrocloud.observation.services import programme_readers, programme_readers_sql
 
 QC_GRADES = ("pass", "warn", "fail")
@@ -29,9 +29,30 @@ def _python_file_readers(record) -> list[int]:
     return programme_readers(object_session(record), record.programme_id)
 
 
+def _in_public_release_sql(model):
+    """SQL: the file is in a published data release whose release date has passed."""
+    now = sa.literal(dt.datetime.now(dt.UTC), type_=DataRelease.release_date.type)
+    return sa.exists().where(ReleaseFile.file_id == model.id,
+                             DataRelease.id == ReleaseFile.release_id,
+                             DataRelease.status == "published", DataRelease.release_date <= now)
+
+
+def _in_public_release_python(record) -> bool:
+    from sqlalchemy.orm import object_session
+
+    session = object_session(record)
+    if session is None or record.id is None:
+        return False
+    return bool(session.scalar(sa.select(_in_public_release_sql(ArchiveFile)).where(
+        ArchiveFile.id == record.id)))
+
+
 @register_resource("archive_file", scopes={"telescope": "telescope_id"}, extra=lambda: {
     "reader_ids": Collection(INT, python=_python_file_readers, sql=_file_readers,
                              doc="the PI, co-investigators and granted groups of its programme"),
+    "in_public_release": Attr(BOOL, python=_in_public_release_python,
+                              sql=_in_public_release_sql, nullable=False,
+                              doc="part of a published data release whose date has passed"),
 })
 class ArchiveFile(Base):
     """One version of an archived file with its ObsCore metadata. Columns named as in ObsCore
@@ -166,3 +187,55 @@ class IngestRecord(Base):
     job_id: Mapped[int | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+RELEASE_STATES = ("draft", "published")
+
+
+@register_resource("data_release")
+class DataRelease(Base):
+    """A named, versioned, citable selection of archived files and catalogs ("DR1", version
+    1). Operators assemble a draft, then publish it; a published release never changes (a
+    correction is a new version). Its files are everyone's from its release date on."""
+
+    __tablename__ = "archive_releases"
+    __table_args__ = (sa.UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64))
+    version: Mapped[int] = mapped_column(default=1)
+    title: Mapped[str] = mapped_column(sa.String(300))
+    notes: Mapped[str] = mapped_column(sa.Text, default="")
+    release_date: Mapped[dt.datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(sa.String(16), default="draft")
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id",
+                                                                    ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column()
+    n_files: Mapped[int] = mapped_column(default=0)
+    total_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+    @property
+    def identifier(self) -> str:
+        return f"ivo://astrocloud/release/{self.name}/v{self.version}"
+
+
+class ReleaseFile(Base):
+    """An archived file in a data release."""
+
+    __tablename__ = "archive_release_files"
+
+    release_id: Mapped[int] = mapped_column(sa.ForeignKey("archive_releases.id",
+                                                          ondelete="CASCADE"), primary_key=True)
+    file_id: Mapped[int] = mapped_column(sa.ForeignKey("archive_files.id", ondelete="RESTRICT"),
+                                         primary_key=True, index=True)
+
+
+class ReleaseCatalog(Base):
+    """A catalog in a data release, by name (catalogs belong to the catalogs part)."""
+
+    __tablename__ = "archive_release_catalogs"
+
+    release_id: Mapped[int] = mapped_column(sa.ForeignKey("archive_releases.id",
+                                                          ondelete="CASCADE"), primary_key=True)
+    catalog: Mapped[str] = mapped_column(sa.String(64), primary_key=True)

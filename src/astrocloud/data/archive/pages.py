@@ -132,6 +132,22 @@ def rerun_form(file_id: Id, ctx: Ctx):
     return flash_redirect(f"/data/observations/{file_id}", "Quality control will run again.")
 
 
+@pages.get("/data/releases", openapi_extra=uses(ArchiveOps.RELEASE_READ))
+def releases_page(request: Request, ctx: Ctx):
+    return render(request, "data/releases.html", releases=services.list_releases(ctx),
+                  citation=lambda r: services.citation(r, ctx.settings.site_name))
+
+
+@pages.get("/data/releases/{name}", openapi_extra=uses(ArchiveOps.RELEASE_READ, READ))
+def release_page(request: Request, name: str, ctx: Ctx,
+                 version: Annotated[int | None, Query(ge=1, le=10**6)] = None,
+                 page: Annotated[int, Query(ge=1, le=10**6)] = 1):
+    release = services.get_release(ctx, name[:64], version)
+    result, catalogs = services.release_contents(ctx, release, page=page, per_page=50)
+    return render(request, "data/release.html", release=release, result=result,
+                  catalogs=catalogs, citation=services.citation(release, ctx.settings.site_name))
+
+
 class BulkIn(StrictModel):
     id: list[int] = Field(min_length=1, max_length=MAX_BULK)
 

@@ -303,3 +303,72 @@ def post_grade(request: Request, file_id: Id, body: GradeIn, ctx: Ctx):
 def post_rerun(file_id: Id, ctx: Ctx):
     return {"job_id": services.rerun_qc(ctx, file_id)}
 
+
+
+# ---- data releases ----------------------------------------------------------------------------
+
+
+def release_out(request: Request, release, settings) -> dict[str, Any]:
+    return {"id": release.id, "name": release.name, "version": release.version,
+            "title": release.title, "notes": release.notes, "status": release.status,
+            "release_date": _iso(release.release_date),
+            "published_at": _iso(release.published_at), "n_files": release.n_files,
+            "total_bytes": release.total_bytes, "identifier": release.identifier,
+            "citation": services.citation(release, settings.site_name)}
+
+
+@api.get("/releases", openapi_extra=uses(ArchiveOps.RELEASE_READ),
+         summary="Data releases (everyone: the published ones)")
+def get_releases(request: Request, ctx: Ctx):
+    return [release_out(request, r, ctx.settings) for r in services.list_releases(ctx)]
+
+
+@api.get("/releases/{name}", openapi_extra=uses(ArchiveOps.RELEASE_READ, ArchiveOps.FILE_READ),
+         summary="A data release: its description, citation, catalogs and a page of files")
+def get_release(request: Request, name: str, ctx: Ctx,
+                version: Annotated[int | None, Query(ge=1, le=10**6)] = None,
+                page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+                per_page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50):
+    release = services.get_release(ctx, name, version)
+    files, catalogs = services.release_contents(ctx, release, page=page, per_page=per_page)
+    out = release_out(request, release, ctx.settings)
+    out.update({"catalogs": catalogs, "files": {
+        "total": files.total, "page": files.page, "per_page": files.per_page,
+        "items": [file_out(request, f) for f in files.items]}})
+    return out
+
+
+class ReleaseIn(StrictModel):
+    name: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1, max_length=300)
+    release_date: dt.datetime
+    notes: str = Field("", max_length=20000)
+
+
+@api.post("/releases", status_code=201, openapi_extra=uses(ArchiveOps.RELEASE_MANAGE),
+          summary="Start a data release (a draft; a new version when the name exists)")
+def post_release(request: Request, body: ReleaseIn, ctx: Ctx):
+    release = services.create_release(ctx, name=body.name, title=body.title,
+                                      release_date=_utc(body.release_date), notes=body.notes)
+    return release_out(request, release, ctx.settings)
+
+
+class ContentsIn(StrictModel):
+    file_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=10000)
+    catalogs: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list,
+                                                                 max_length=100)
+
+
+@api.post("/releases/{release_id}/contents", openapi_extra=uses(ArchiveOps.RELEASE_MANAGE),
+          summary="Add files and catalogs to a draft release")
+def post_contents(request: Request, release_id: Id, body: ContentsIn, ctx: Ctx):
+    release = services.add_to_release(ctx, release_id, file_ids=body.file_ids,
+                                      catalogs=body.catalogs)
+    return release_out(request, release, ctx.settings)
+
+
+@api.post("/releases/{release_id}/publish", openapi_extra=uses(ArchiveOps.RELEASE_MANAGE),
+          summary="Publish a draft release: its contents are frozen from then on")
+def post_publish(request: Request, release_id: Id, ctx: Ctx):
+    return release_out(request, services.publish_release(ctx, release_id), ctx.settings)

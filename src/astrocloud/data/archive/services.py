@@ -21,6 +21,7 @@ groups and by archive staff; after it, by everyone.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -41,7 +42,15 @@ from astrocloud.core.errors import NotFound, ValidationFailed
 from astrocloud.core.i18n import _
 from astrocloud.core.security.operations import Action, OperationSet, Query
 from astrocloud.core.service import Context, Page, operation, paginate
-from astrocloud.data.archive.models import QC_GRADES, ArchiveFile, IngestRecord, Provenance
+from astrocloud.data.archive.models import (
+    QC_GRADES,
+    ArchiveFile,
+    DataRelease,
+    IngestRecord,
+    Provenance,
+    ReleaseCatalog,
+    ReleaseFile,
+)
 from astrocloud.observation import services as observation
 
 log = logging.getLogger("astrocloud.archive")
@@ -66,6 +75,10 @@ class ArchiveOps(OperationSet):
                          doc="Override a file's quality grade, with a comment.")
     QC_RERUN = Action("data.qc.rerun", resource="archive_file",
                       doc="Run a file's quality control again.")
+    RELEASE_READ = Query("data.release.read", resource="data_release",
+                         doc="See data releases and what they hold.")
+    RELEASE_MANAGE = Action("data.release.manage", resource="data_release",
+                            doc="Assemble and publish data releases.")
 
 
 class FileTooLarge(errors.DomainError):
@@ -356,71 +369,171 @@ class Quarantine(Exception):
         self.code, self.reason = code, reason
 
 
+@dataclasses.dataclass
+class _Outcome:
+    """What became of one file of a batch, decided before the batch's one write."""
+
+    record: IngestRecord
+    status: str = "archived"  # or "duplicate", "quarantined"
+    code: str = ""
+    reason: str = ""
+    checksum: str | None = None
+    size: int | None = None
+    summary: object = None
+    facts: dict | None = None
+    staged: object = None
+    duplicate_of: int | None = None
+    twin: _Outcome | None = None  # an earlier file of the same batch with the same bytes
+    file_id: int | None = None
+    held: str | None = None
+
+    def quarantine(self, code: str, reason: str) -> None:
+        self.status, self.code, self.reason = "quarantined", code, reason
+
+
 def ingest_batch(runtime, ids: list[int]) -> dict:
-    """The ingest job: every record of the batch ends archived, a duplicate or quarantined."""
+    """The ingest job: every record of the batch ends archived, a duplicate or quarantined.
+
+    The slow part — reading, checksumming and storing the bytes — happens outside any write
+    transaction; the whole batch is then recorded in one short one (a worker archives a few
+    hundred small files a second this way). Should that write fail, the files are retried one
+    by one so that one bad file cannot hold up the others."""
     from astrocloud.core.security.engine import Subject
 
-    outcome: dict[str, int] = {}
     ctx = Context(database=runtime.database, settings=runtime.settings, runtime=runtime,
                   subject=Subject.system_subject(), via="worker")
     try:
-        for ident in ids:
-            status = ingest_one(ctx, ident)
-            outcome[status] = outcome.get(status, 0) + 1
+        db = ctx.db
+        ctx.database.begin_write(db)
+        records = list(db.scalars(sa.select(IngestRecord).where(
+            IngestRecord.id.in_(ids), IngestRecord.status.in_(("queued", "running")))
+            .order_by(IngestRecord.id)))
+        for record in records:
+            record.status = "running"
+        db.commit()
+        outcomes = _prepare_batch(ctx, records)
+        try:
+            _record_batch(ctx, outcomes)
+        except Exception:  # noqa: BLE001 - logged; each file is retried on its own
+            db.rollback()  # the staged bytes of the batch go with it
+            log.exception("recording a batch of %d files failed; retrying one by one",
+                          len(outcomes))
+            outcomes = []
+            for record in records:
+                ctx.database.begin_write(db)
+                db.commit()
+                [outcome] = _prepare_batch(ctx, [db.get(IngestRecord, record.id)])
+                try:
+                    _record_batch(ctx, [outcome])
+                except Exception as exc:  # noqa: BLE001 - the file is held with the reason
+                    db.rollback()
+                    log.exception("ingest %s failed", record.id)
+                    outcome.quarantine("error", f"The archive could not record this file "
+                                                f"({type(exc).__name__}); an operator has "
+                                                f"been told.")
+                    outcome.staged = None
+                    _record_batch(ctx, [outcome])
+                outcomes.append(outcome)
+        for outcome in outcomes:  # the incoming copies of what was taken are no longer needed
+            if outcome.status in ("archived", "duplicate") and outcome.record.owns_path:
+                Path(outcome.record.path).unlink(missing_ok=True)
     finally:
         ctx.close()
-    return outcome
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts
 
 
-def ingest_one(ctx: Context, ident: int) -> str:
-    """Archive one received file (see the module docstring); returns its final status."""
+def _prepare_batch(ctx: Context, records: list[IngestRecord]) -> list[_Outcome]:
+    """Examine and stage every file (no database writes); quarantined ones are set aside."""
+    outcomes: list[_Outcome] = []
+    seen: dict[str, _Outcome] = {}
+    cache: dict = {}
+    for record in records:
+        outcome = _Outcome(record)
+        outcomes.append(outcome)
+        path = Path(record.path)
+        try:
+            summary, facts = _examine(ctx, record, path, cache)
+            outcome.checksum, outcome.size = facts["checksum"], facts["size"]
+            if facts.get("duplicate_of"):
+                outcome.status, outcome.duplicate_of = "duplicate", facts["duplicate_of"]
+            elif facts["checksum"] in seen:
+                outcome.status, outcome.twin = "duplicate", seen[facts["checksum"]]
+            else:
+                outcome.summary, outcome.facts = summary, facts
+                outcome.staged = ctx.runtime.storage.stage(ctx.db, facts["uri"], _chunks(path),
+                                                           origin=facts["origin"])
+                if outcome.staged.sha256 != facts["sha256"]:
+                    raise Quarantine("changed", "The file changed while it was being "
+                                                "archived.")
+                seen[facts["checksum"]] = outcome
+        except Quarantine as exc:
+            outcome.quarantine(exc.code, exc.reason)
+        except Exception as exc:  # never lose a file to an unexpected error: hold it, say why
+            log.exception("ingest %s failed", record.id)
+            outcome.quarantine("error", f"The archive could not process this file "
+                                        f"({type(exc).__name__}); an operator has been told.")
+        if outcome.status == "quarantined":
+            if outcome.staged is not None:
+                ctx.runtime.storage.discard(ctx.db, outcome.staged)
+                outcome.staged = None
+            outcome.checksum = outcome.checksum or ctx.examined[0]
+            outcome.size = outcome.size or ctx.examined[1]
+            outcome.held = _hold(ctx, record)
+            log.warning("ingest %s quarantined (%s): %s", record.id, outcome.code,
+                        outcome.reason)
+    ctx.db.rollback()  # end the read transaction
+    return outcomes
+
+
+def _record_batch(ctx: Context, outcomes: list[_Outcome]) -> None:
+    """One writing transaction for the whole batch: the archive rows, the ingest records, and
+    one quality-control job for the files archived."""
     db = ctx.db
     ctx.database.begin_write(db)
-    record = db.get(IngestRecord, ident)
-    if record is None or record.status not in ("queued", "running"):
-        db.commit()
-        return record.status if record is not None else "missing"
-    record.status = "running"
+    archived: list[int] = []
+    for outcome in outcomes:
+        record = db.get(IngestRecord, outcome.record.id)
+        if outcome.status == "archived":
+            outcome.file_id = _record_file(ctx, record, outcome)
+            archived.append(outcome.file_id)
+        elif outcome.status == "duplicate":
+            outcome.file_id = outcome.duplicate_of or (outcome.twin.file_id if outcome.twin
+                                                       else None)
+            outcome.reason = "The same bytes are archived already."
+        record.status, record.file_id = outcome.status, outcome.file_id
+        record.code, record.reason = outcome.code, outcome.reason
+        record.checksum = outcome.checksum or record.checksum
+        record.size = outcome.size if outcome.size is not None else record.size
+        record.held_path = outcome.held or record.held_path
+        record.finished_at = utcnow()
+    if archived:
+        ctx.runtime.jobs.enqueue("data.archive.qc", {"file_ids": archived}, db=db)
     db.commit()
-    path, owns_path = Path(record.path), record.owns_path
-    ctx.examined = (None, None)
-    staged = None
+
+
+def _hold(ctx: Context, record: IngestRecord) -> str | None:
+    """Keep a quarantined file's bytes in the quarantine folder (a copy when the file is the
+    operator's own): nothing is lost, and an operator can look at it."""
+    source = Path(record.path)
+    if not source.is_file():
+        return None
+    target = quarantine_dir(ctx.settings) / f"{record.id}-{record.filename}"
     try:
-        summary, facts = _examine(ctx, record, path)
-        if facts.get("duplicate_of"):
-            _finish(ctx, ident, "duplicate", file_id=facts["duplicate_of"],
-                    reason="The same bytes are archived already.")
-            return "duplicate"
-        staged = ctx.runtime.storage.stage(db, facts["uri"], _chunks(path),
-                                           origin=facts["origin"])
-        if staged.sha256 != facts["sha256"]:
-            raise Quarantine("changed", "The file changed while it was being archived.")
-        ctx.database.begin_write(db)
-        file_id = _record_file(ctx, ident, summary, facts, staged)
-        db.commit()
-    except Quarantine as exc:
-        db.rollback()
-        if staged is not None:
-            ctx.runtime.storage.discard(db, staged)
-        _quarantine(ctx, ident, exc.code, exc.reason)
-        return "quarantined"
-    except Exception as exc:  # never lose a file to an unexpected error: hold it, say why
-        db.rollback()
-        if staged is not None:
-            ctx.runtime.storage.discard(db, staged)
-        log.exception("ingest %s failed", ident)
-        _quarantine(ctx, ident, "error", f"The archive could not process this file "
-                                         f"({type(exc).__name__}); an operator has been told.")
-        return "quarantined"
-    _finish(ctx, ident, "archived", file_id=file_id)
-    if owns_path:
-        path.unlink(missing_ok=True)
-    ctx.runtime.jobs.enqueue("data.archive.qc", {"file_id": file_id})
-    return "archived"
+        if record.owns_path:
+            os.replace(source, target)
+        else:
+            shutil.copyfile(source, target)
+        return str(target)
+    except OSError:
+        return str(source)
 
 
-def _examine(ctx: Context, record: IngestRecord, path: Path):
-    """Everything about a received file that decides where it goes, read without writing."""
+def _examine(ctx: Context, record: IngestRecord, path: Path, cache: dict):
+    """Everything about a received file that decides where it goes, read without writing
+    (`cache` keeps what files of one batch share: their telescope and its mapping)."""
     from astrocloud.core.storage.placement import Origin
     from astrocloud.data.archive import fits
 
@@ -428,6 +541,7 @@ def _examine(ctx: Context, record: IngestRecord, path: Path):
     if not path.is_file():
         raise Quarantine("missing", "The file is not there any more (moved or deleted before "
                                     "it could be archived).")
+    ctx.examined = (None, None)
     sha, size = _hash_file(path)
     ctx.examined = (f"sha256:{sha}", size)
     if size > ctx.settings.archive_max_file_bytes:
@@ -438,9 +552,12 @@ def _examine(ctx: Context, record: IngestRecord, path: Path):
     same = db.scalar(sa.select(ArchiveFile.id).where(ArchiveFile.checksum == f"sha256:{sha}")
                      .order_by(ArchiveFile.id).limit(1))
     if same is not None:
-        return None, {"duplicate_of": same}
-    telescope = observation.telescope_by_id(ctx, record.telescope_id)
-    mapping = fits.merge_mapping(fits.DEFAULT_MAPPING, telescope.header_mapping or {})
+        return None, {"duplicate_of": same, "checksum": f"sha256:{sha}", "size": size}
+    if record.telescope_id not in cache:
+        scope = observation.telescope_by_id(ctx, record.telescope_id)
+        cache[record.telescope_id] = (scope, fits.merge_mapping(fits.DEFAULT_MAPPING,
+                                                                scope.header_mapping or {}))
+    telescope, mapping = cache[record.telescope_id]
     try:
         summary = fits.read_fits(path, mapping)
     except fits.FitsRejected as exc:
@@ -470,17 +587,13 @@ def _examine(ctx: Context, record: IngestRecord, path: Path):
     months = programme.proprietary_months if programme is not None and \
         programme.proprietary_months is not None else telescope.proprietary_months
     date_obs = summary.date_obs
-    night = date_obs.strftime("%Y%m%d")
-    latest = db.scalar(sa.select(ArchiveFile).where(
+    slug = re.sub(r"[^a-z0-9]+", "-", telescope.name.lower()).strip("-") or "telescope"
+    latest = db.scalar(sa.select(ArchiveFile.version).where(
         ArchiveFile.telescope_id == telescope.id, ArchiveFile.filename == record.filename,
         ArchiveFile.is_latest.is_(True)))
-    version = latest.version + 1 if latest is not None else 1
-    slug = re.sub(r"[^a-z0-9]+", "-", telescope.name.lower()).strip("-") or "telescope"
-    tail = record.filename if version == 1 else f"v{version}/{record.filename}"
-    uri = f"ac://archive/{slug}/{night}/{tail}"
     return summary, {
-        "sha256": sha, "size": size, "uri": uri, "version": version,
-        "latest_id": latest.id if latest is not None else None,
+        "sha256": sha, "checksum": f"sha256:{sha}", "size": size, "slug": slug,
+        "uri": _archive_uri(slug, date_obs, record.filename, (latest or 0) + 1),
         "telescope": telescope, "instrument": instrument, "programme": programme,
         "programme_code": str(code)[:64] if code else None, "collection": slug,
         "release": add_months(date_obs, months), "warnings": warnings,
@@ -498,17 +611,30 @@ def _is_staff(ctx: Context, user_id: int) -> bool:
         load_subject(ctx.db, user).roles))
 
 
-def _record_file(ctx: Context, ident: int, summary, facts: dict, staged) -> int:
+def _archive_uri(slug: str, date_obs: dt.datetime, filename: str, version: int) -> str:
+    tail = filename if version == 1 else f"v{version}/{filename}"
+    return f"ac://archive/{slug}/{date_obs.strftime('%Y%m%d')}/{tail}"
+
+
+def _record_file(ctx: Context, record: IngestRecord, outcome: _Outcome) -> int:
+    """Record one staged file in the batch's write transaction. Its version is settled here,
+    where no other writer can interfere (the bytes were staged under a provisional name)."""
+    from astrocloud.core.storage.dal import parse_uri
+
     db = ctx.db
-    record = db.get(IngestRecord, ident)
+    summary, facts, staged = outcome.summary, outcome.facts, outcome.staged
+    latest = db.scalar(sa.select(ArchiveFile).where(
+        ArchiveFile.telescope_id == facts["telescope"].id,
+        ArchiveFile.filename == record.filename, ArchiveFile.is_latest.is_(True)))
+    version = latest.version + 1 if latest is not None else 1
+    uri = _archive_uri(facts["slug"], summary.date_obs, record.filename, version)
+    if uri != staged.name.uri:
+        staged = dataclasses.replace(staged, name=parse_uri(uri))
+    if latest is not None:
+        latest.is_latest = False
+        db.flush()
     stored = ctx.runtime.storage.record(db, staged, owner_id=record.submitted_by_id,
                                         content_type="application/fits")
-    if facts["latest_id"] is not None:
-        latest = db.get(ArchiveFile, facts["latest_id"])
-        if latest is None or not latest.is_latest:  # another version won the race: retry
-            raise Quarantine("busy", "Another version of this file was archived at the same "
-                                     "time; send it again.")
-        latest.is_latest = False
     fields = summary.fields
     telescope, instrument, programme = facts["telescope"], facts["instrument"], \
         facts["programme"]
@@ -518,8 +644,8 @@ def _record_file(ctx: Context, ident: int, summary, facts: dict, staged) -> int:
     archived = ArchiveFile(
         telescope_id=telescope.id, instrument_id=instrument.id if instrument else None,
         programme_id=programme.id if programme else None,
-        programme_code=facts["programme_code"], stored_file_id=stored.id, uri=facts["uri"],
-        filename=record.filename, version=facts["version"], size=facts["size"],
+        programme_code=facts["programme_code"], stored_file_id=stored.id, uri=uri,
+        filename=record.filename, version=version, size=facts["size"],
         checksum=f"sha256:{facts['sha256']}", obs_collection=facts["collection"],
         obs_id=str(fields.get("obs_id") or Path(record.filename).name.split(".")[0])[:128],
         dataproduct_type=summary.dataproduct_type, calib_level=calib,
@@ -544,43 +670,6 @@ def _record_file(ctx: Context, ident: int, summary, facts: dict, staged) -> int:
     record.warnings = facts["warnings"]
     db.flush()
     return archived.id
-
-
-def _finish(ctx: Context, ident: int, status: str, *, file_id: int | None = None,
-            reason: str = "", code: str = "", held: str | None = None) -> None:
-    db = ctx.db
-    ctx.database.begin_write(db)
-    record = db.get(IngestRecord, ident)
-    record.status, record.file_id, record.reason, record.code = status, file_id, reason, code
-    record.checksum, record.size = getattr(ctx, "examined", (None, None))[0] or \
-        record.checksum, getattr(ctx, "examined", (None, None))[1] or record.size
-    record.finished_at = utcnow()
-    if held is not None:
-        record.held_path = held
-    db.commit()
-    if status == "duplicate" and record.owns_path:
-        Path(record.path).unlink(missing_ok=True)
-
-
-def _quarantine(ctx: Context, ident: int, code: str, reason: str) -> None:
-    """Set a file aside with the reason; its bytes are kept in the quarantine folder (a copy
-    when the file is the operator's own)."""
-    db = ctx.db
-    record = db.get(IngestRecord, ident)
-    source = Path(record.path)
-    held = None
-    if source.is_file():
-        target = quarantine_dir(ctx.settings) / f"{ident}-{record.filename}"
-        try:
-            if record.owns_path:
-                os.replace(source, target)
-            else:
-                shutil.copyfile(source, target)
-            held = str(target)
-        except OSError:
-            held = str(source)
-    log.warning("ingest %s quarantined (%s): %s", ident, code, reason)
-    _finish(ctx, ident, "quarantined", reason=reason, code=code, held=held)
 
 
 # ---- quality control and previews -------------------------------------------------------------
@@ -629,6 +718,20 @@ def check_quality(runtime, file_id: int) -> dict:
         archived.preview_uri = uris.get("preview")
         archived.thumbnail_uri = uris.get("thumbnail")
     return {"grade": result.grade}
+
+
+def checked_qc_config(config: dict) -> dict:
+    """An instrument's QC limits, validated and completed with the defaults (for the
+    Observation channel, which keeps them with the instrument)."""
+    from astrocloud.data.archive.qc import QCConfig
+
+    if not isinstance(config, dict):
+        raise ValidationFailed("QC limits are an object of name: value.", field="qc_config")
+    try:
+        return QCConfig.from_dict(config).to_dict()
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValidationFailed("The QC limits are not valid: %(problem)s", field="qc_config",
+                               problem=str(exc)) from None
 
 
 @operation(ArchiveOps.QC_OVERRIDE)
@@ -836,3 +939,131 @@ def resolve(text: str) -> tuple[float, float]:
     except (ValueError, TypeError):
         raise ValidationFailed("“%(text)s” is neither a known object nor coordinates.",
                                field="position", text=value) from None
+
+
+
+# ---- data releases ----------------------------------------------------------------------------
+
+RELEASE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+
+
+class ReleaseFrozen(errors.Conflict):
+    code = "release-published"
+    title = _("The release is published")
+
+
+@operation(ArchiveOps.RELEASE_MANAGE)
+def create_release(ctx: Context, *, name: str, title: str, release_date: dt.datetime,
+                   notes: str = "") -> DataRelease:
+    """A new draft data release (its next version when the name exists), for operators."""
+    ctx.authorize()
+    name, title = (name or "").strip(), (title or "").strip()
+    if not RELEASE_NAME.match(name):
+        raise ValidationFailed("A release name starts with a letter: letters, digits, . _ -, "
+                               "up to 64 characters (e.g. DR1).", field="name")
+    if not title or len(title) > 300:
+        raise ValidationFailed("A release needs a title (up to 300 characters).",
+                               field="title")
+    if release_date.tzinfo is None:
+        release_date = release_date.replace(tzinfo=dt.UTC)
+    last = ctx.db.scalar(sa.select(sa.func.max(DataRelease.version)).where(
+        DataRelease.name == name))
+    release = DataRelease(name=name, version=(last or 0) + 1, title=title,
+                          notes=(notes or "")[:20000], release_date=release_date,
+                          created_by_id=ctx.subject.id)
+    ctx.db.add(release)
+    ctx.db.flush()
+    ctx.set_target(release)
+    return release
+
+
+def _draft(ctx: Context, release_id: int) -> DataRelease:
+    release = ctx.get_visible(DataRelease, release_id, ArchiveOps.RELEASE_READ,
+                              what="data release")
+    ctx.authorize(release, ArchiveOps.RELEASE_MANAGE)
+    if release.status == "published":
+        raise ReleaseFrozen("%(name)s v%(version)s is published: its contents never change. "
+                            "Make a new version instead.", name=release.name,
+                            version=release.version)
+    return release
+
+
+@operation(ArchiveOps.RELEASE_MANAGE)
+def add_to_release(ctx: Context, release_id: int, *, file_ids: list[int] | None = None,
+                   catalogs: list[str] | None = None) -> DataRelease:
+    """Add archived files and catalogs to a draft release."""
+    release = _draft(ctx, release_id)
+    present = set(ctx.db.scalars(sa.select(ReleaseFile.file_id).where(
+        ReleaseFile.release_id == release.id)))
+    for ident in dict.fromkeys(file_ids or []):
+        archived = ctx.db.get(ArchiveFile, ident)
+        if archived is None:
+            raise ValidationFailed("There is no archived file %(id)s.", field="file_ids",
+                                   id=ident)
+        if ident not in present:
+            ctx.db.add(ReleaseFile(release_id=release.id, file_id=ident))
+            release.n_files += 1
+            release.total_bytes += archived.size
+            present.add(ident)
+    named = set(ctx.db.scalars(sa.select(ReleaseCatalog.catalog).where(
+        ReleaseCatalog.release_id == release.id)))
+    for catalog in dict.fromkeys(catalogs or []):
+        if not RELEASE_NAME.match(catalog or ""):
+            raise ValidationFailed("“%(name)s” is not a catalog name.", field="catalogs",
+                                   name=str(catalog)[:64])
+        if catalog not in named:
+            ctx.db.add(ReleaseCatalog(release_id=release.id, catalog=catalog))
+    ctx.db.flush()
+    return release
+
+
+@operation(ArchiveOps.RELEASE_MANAGE)
+def publish_release(ctx: Context, release_id: int) -> DataRelease:
+    """Freeze a draft release: from now on its contents never change, and its files are
+    everyone's from its release date on."""
+    release = _draft(ctx, release_id)
+    if not release.n_files and not ctx.db.scalar(sa.select(sa.func.count()).select_from(
+            ReleaseCatalog).where(ReleaseCatalog.release_id == release.id)):
+        raise ValidationFailed("An empty release cannot be published.", field="release")
+    release.status, release.published_at = "published", utcnow()
+    ctx.note(f"published {release.name} v{release.version}")
+    return release
+
+
+@operation(ArchiveOps.RELEASE_READ)
+def list_releases(ctx: Context) -> list[DataRelease]:
+    """The releases the caller may see (everyone: the published ones), newest first."""
+    ctx.authorize_listing()
+    return list(ctx.db.scalars(ctx.visible(sa.select(DataRelease).order_by(
+        DataRelease.release_date.desc(), DataRelease.name, DataRelease.version.desc()))))
+
+
+@operation(ArchiveOps.RELEASE_READ)
+def get_release(ctx: Context, name: str, version: int | None = None) -> DataRelease:
+    """A release by name (its latest visible version unless one is given)."""
+    stmt = sa.select(DataRelease).where(DataRelease.name == name)
+    if version is not None:
+        stmt = stmt.where(DataRelease.version == version)
+    release = ctx.db.scalar(ctx.visible(stmt.order_by(DataRelease.version.desc()).limit(1)))
+    if release is None:
+        raise NotFound("There is no data release %(name)s, or you may not see it.", name=name)
+    ctx.set_target(release)
+    return release
+
+
+@operation(ArchiveOps.FILE_READ)
+def release_contents(ctx: Context, release: DataRelease, *, page: int = 1,
+                     per_page: int = 50) -> tuple[Page, list[str]]:
+    """A page of a release's files (those the caller may see) and its catalogs."""
+    stmt = ctx.visible(sa.select(ArchiveFile).join(
+        ReleaseFile, ReleaseFile.file_id == ArchiveFile.id).where(
+        ReleaseFile.release_id == release.id).order_by(ArchiveFile.id))
+    catalogs = list(ctx.db.scalars(sa.select(ReleaseCatalog.catalog).where(
+        ReleaseCatalog.release_id == release.id).order_by(ReleaseCatalog.catalog)))
+    return paginate(ctx.db, stmt, page, per_page), catalogs
+
+
+def citation(release: DataRelease, site_name: str = "AstroCloud") -> str:
+    """How to cite a release."""
+    return (f"{site_name} {release.name} (version {release.version}): {release.title}. "
+            f"Released {release.release_date.strftime('%Y-%m-%d')}. {release.identifier}")

@@ -20,9 +20,21 @@ def ingest(runtime, ids: list[int]) -> dict:
 
 
 @task("data.archive.qc", retries=2, retry_delay=10)
-def quality(runtime, file_id: int) -> dict:
-    """Grade one archived file and make its previews."""
-    return services.check_quality(runtime, file_id)
+def quality(runtime, file_id: int | None = None, file_ids: list[int] | None = None) -> dict:
+    """Grade archived files (one, or a batch just ingested) and make their previews."""
+    grades: dict[str, int] = {}
+    for ident in [*(file_ids or []), *([file_id] if file_id is not None else [])]:
+        try:
+            grade = services.check_quality(runtime, ident).get("grade", "missing")
+        except Exception:  # one file's failure must not leave the rest of the batch ungraded
+            log.exception("quality control of archived file %s failed", ident)
+            grade = "error"
+        grades[grade] = grades.get(grade, 0) + 1
+    if grades.get("error"):
+        from astrocloud.core.jobs import Retry
+
+        raise Retry(f"quality control failed for {grades['error']} file(s)")
+    return grades
 
 
 @task("data.archive.drop", every_minutes=1)
