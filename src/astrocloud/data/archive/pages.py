@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from starlette.responses import Response, StreamingResponse
 
 from astrocloud.core import errors
@@ -33,30 +33,40 @@ from astrocloud.core.web.routing import Id, uses
 from astrocloud.core.web.templating import render
 from astrocloud.data.archive import services
 from astrocloud.data.archive.services import ArchiveOps
+from astrocloud.observation.services import ObservationOps
 
 pages = APIRouter(include_in_schema=False, route_class=AuditedRoute)
 Ctx = Annotated[Context, Depends(request_context)]
 READ = ArchiveOps.FILE_READ
+TELESCOPES = ObservationOps.TELESCOPE_READ
 MAX_BULK = 500
+
+
+def _blank_is_none(value):
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Blank = BeforeValidator(_blank_is_none)
 
 
 class SearchForm(StrictModel):
     """The search form (every field optional; empty strings count as absent)."""
 
     position: str = Field("", max_length=100)
-    radius: float | None = Field(None, gt=0, le=90, description="degrees")
+    radius: Annotated[float | None, Blank] = Field(None, gt=0, le=90, description="degrees")
     target: str = Field("", max_length=100)
     telescope: str = Field("", max_length=64)
     instrument: str = Field("", max_length=100)
     collection: str = Field("", max_length=128)
     dataproduct_type: str = Field("", pattern="^(|image|spectrum|cube)$")
     qc_grade: str = Field("", pattern="^(|pass|warn|fail|none)$")
-    wavelength_nm: float | None = Field(None, gt=0, lt=1e6)
-    start: dt.date | None = None
-    end: dt.date | None = None
+    wavelength_nm: Annotated[float | None, Blank] = Field(None, gt=0, lt=1e6)
+    start: Annotated[dt.date | None, Blank] = None
+    end: Annotated[dt.date | None, Blank] = None
     sort: str = Field("date", pattern="^(date|-date|target|id)$")
     page: int = Field(1, ge=1, le=10**6)
     per_page: int = Field(25, ge=1, le=200)
+    lang: str = Field("", max_length=16)  # read by the platform's middleware
 
 
 def _day(value: dt.date | None, end: bool = False) -> dt.datetime | None:
@@ -68,6 +78,9 @@ def _day(value: dt.date | None, end: bool = False) -> dt.datetime | None:
 
 def _search(ctx: Context, form: SearchForm, *, mine: bool = False):
     ra = dec = None
+    if form.start and form.end and form.end < form.start:
+        raise errors.ValidationFailed("The end of the time interval is before its start.",
+                                      field="end")
     if form.position.strip():
         ra, dec = services.resolve(form.position)
     return services.search(
@@ -88,7 +101,7 @@ def _choices(ctx: Context) -> dict:
             "instruments": sorted({i.name for t in telescopes for i in t.instruments})}
 
 
-@pages.get("/data", openapi_extra=uses(READ), name="data_landing")
+@pages.get("/data", openapi_extra=uses(READ, TELESCOPES), name="data_landing")
 def search_page(request: Request, ctx: Ctx, form: Annotated[SearchForm, Query()]):
     problem = None
     try:
@@ -99,7 +112,7 @@ def search_page(request: Request, ctx: Ctx, form: Annotated[SearchForm, Query()]
                   mine=False, now_utc=dt.datetime.now(dt.UTC), **_choices(ctx))
 
 
-@pages.get("/data/mine", openapi_extra=uses(READ))
+@pages.get("/data/mine", openapi_extra=uses(READ, TELESCOPES))
 def my_data(request: Request, ctx: Ctx, form: Annotated[SearchForm, Query()]):
     if not ctx.subject.authenticated:
         return flash_redirect(f"/login?next={request.url.path}")

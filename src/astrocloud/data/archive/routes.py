@@ -215,6 +215,7 @@ class SearchIn(StrictModel):
     sort: str = Field("date", pattern="^(date|-date|target|id)$")
     page: int = Field(1, ge=1, le=10**6)
     per_page: int = Field(50, ge=1, le=MAX_PAGE)
+    lang: str | None = Field(None, max_length=16, description="the answer's language")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -224,7 +225,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def run_search(ctx: Context, query: SearchIn):
-    params = query.model_dump()
+    params = query.model_dump(exclude={"lang"})
     params["start"], params["end"] = _utc(query.start), _utc(query.end)
     return services.search(ctx, **params)
 
