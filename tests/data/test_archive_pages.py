@@ -135,3 +135,9 @@ def test_data_releases_are_listed_and_citable(page, live_server, graded, users):
     page.get_by_role("link", name="DR1 v1").click()
     expect(page.locator("h1")).to_contain_text("First data release")
     expect(page.locator("code.wrap")).to_contain_text("ivo://astrocloud/release/DR1/v1")
+
+
+def test_from_a_file_to_all_files_of_its_programme(page, live_server, graded):
+    page.goto(f"{live_server}/data/observations/{graded['released']}")
+    page.get_by_role("link", name="2026A-001").click()
+    expect(page.locator("#result-count")).to_have_text("1 file")  # a visitor: the public one

@@ -58,6 +58,7 @@ class SearchForm(StrictModel):
     telescope: str = Field("", max_length=64)
     instrument: str = Field("", max_length=100)
     collection: str = Field("", max_length=128)
+    programme: str = Field("", max_length=64)
     dataproduct_type: str = Field("", pattern="^(|image|spectrum|cube)$")
     qc_grade: str = Field("", pattern="^(|pass|warn|fail|none)$")
     wavelength_nm: Annotated[float | None, Blank] = Field(None, gt=0, lt=1e6)
@@ -87,6 +88,7 @@ def _search(ctx: Context, form: SearchForm, *, mine: bool = False):
         ctx, ra=ra, dec=dec, radius=(form.radius or 0.25) if ra is not None else None,
         target=form.target or None, telescope=form.telescope or None,
         instrument=form.instrument or None, collection=form.collection or None,
+        programme=form.programme or None,
         dataproduct_type=form.dataproduct_type or None, qc_grade=form.qc_grade or None,
         wavelength=form.wavelength_nm * 1e-9 if form.wavelength_nm else None,
         start=_day(form.start), end=_day(form.end, end=True), mine=mine, sort=form.sort,
