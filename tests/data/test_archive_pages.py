@@ -53,7 +53,7 @@ def test_a_visitor_finds_released_data_by_object_name(page, live_server, graded)
     row = page.locator("table.data-results tbody tr")
     expect(row).to_have_count(1)
     expect(row.locator("img")).to_be_visible()
-    expect(row).to_contain_text("Public")
+    expect(row).to_contain_text("Released")
     page.goto(f"{live_server}/data?target=M 51")
     expect(page.locator("#result-count")).to_have_text("0 files")
 
@@ -108,7 +108,7 @@ def test_bulk_downloads_stream_a_tar_and_a_curl_script(live_server, graded, user
 
 def test_the_search_page_in_chinese(page, live_server, graded):
     page.goto(f"{live_server}/data?lang=zh-CN")
-    expect(page.locator("h1")).to_have_text("检索档案")
+    expect(page.locator("h1")).to_have_text("搜索数据归档")
 
 
 def test_the_search_works_on_a_phone(browser, live_server, graded):
