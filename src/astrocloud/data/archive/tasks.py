@@ -1,6 +1,6 @@
-"""The archive's jobs: ingest a batch of received files, grade and preview one file, and take
-what telescopes copy into their drop folders (on file-system events, and every minute in case
-an event was missed)."""
+"""The archive's jobs — ingest a batch of received files, grade and preview files — and the
+watcher every worker runs beside them, which takes what telescopes copy into their drop
+folders."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from astrocloud.core.jobs import task, watcher
 from astrocloud.data.archive import services
 
 log = logging.getLogger("astrocloud.archive")
+SWEEP_SECONDS = 60
 
 
 @task("data.archive.ingest")
@@ -37,16 +38,11 @@ def quality(runtime, file_id: int | None = None, file_ids: list[int] | None = No
     return grades
 
 
-@task("data.archive.drop", every_minutes=1)
-def drop(runtime) -> dict:
-    """Take settled files from the telescopes' drop folders."""
-    return {"jobs": services.claim_dropped(runtime)}
-
-
 @watcher("data.archive.drop-folders")
 def watch_drop_folders(runtime):
     """Watch the drop folders with watchdog (inotify on Linux): a change schedules a claim once
-    the file has had time to settle; the periodic task catches anything missed."""
+    the file has had time to settle, and a claim every minute catches anything missed (an
+    event lost, a file that was still settling)."""
     from watchdog.events import FileSystemEventHandler
     from watchdog.observers import Observer
 
@@ -81,8 +77,17 @@ def watch_drop_folders(runtime):
     observer.schedule(Handler(), str(root), recursive=True)
     observer.daemon = True
     observer.start()
+    stopping = threading.Event()
+
+    def sweep():
+        while not stopping.wait(SWEEP_SECONDS):
+            claim()
+
+    sweeper = threading.Thread(target=sweep, name="drop-folder-sweep", daemon=True)
+    sweeper.start()
 
     def stop():
+        stopping.set()
         observer.stop()
         with lock:
             for timer in pending.values():
