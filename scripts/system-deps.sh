@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs: Chromium (driven by Playwright), CJK fonts, and
-# litmus (neon's WebDAV conformance suite).
+# Debian packages the test suite needs: Chromium (driven by Playwright), CJK fonts, litmus
+# (neon's WebDAV conformance suite) and, next to a local PostgreSQL 15, the q3c extension.
 # Installed only when missing; needs root (or sudo).
 set -euo pipefail
 packages=()
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 [ -d /usr/share/fonts/opentype/noto ] || packages+=(fonts-noto-cjk)
 command -v litmus >/dev/null 2>&1 || packages+=(litmus)  # the WebDAV conformance suite
+# q3c, the spatial index of source catalogs on PostgreSQL (the tests run without it too, with
+# HEALPix instead), for a local PostgreSQL 15 server
+if [ -d /usr/lib/postgresql/15 ] && [ ! -f /usr/share/postgresql/15/extension/q3c.control ]; then
+  packages+=(postgresql-15-q3c)
+fi
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi

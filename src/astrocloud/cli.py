@@ -42,11 +42,13 @@ app.add_typer(sites_app, name="sites")
 def _add_channel_commands() -> None:
     # The channels' own command groups (their modules import this one's helpers lazily).
     from astrocloud.data.archive.cli import archive_app
+    from astrocloud.data.catalogs.cli import catalog_app
     from astrocloud.observation.cli import programmes_app, telescopes_app
 
     app.add_typer(telescopes_app, name="telescopes")
     app.add_typer(programmes_app, name="programmes")
     app.add_typer(archive_app, name="archive")
+    app.add_typer(catalog_app, name="catalog")
 
 
 _add_channel_commands()

@@ -139,6 +139,13 @@ MATRIX: dict[str, set[str]] = {
     "data.ingest.read": {"admin", "operator", "telescope_manager"},
     "data.qc.override": {"admin", "qc_reviewer"},
     "data.qc.rerun": {"admin", "operator", "telescope_manager", "qc_reviewer"},
+    "data.release.read": {"admin", "operator"},
+    "data.release.manage": {"admin", "operator"},
+    # the source catalogs, on someone else's proprietary catalog
+    "data.catalog.read": {"admin", "operator"},
+    "data.catalog.import": {"admin", "operator"},
+    "data.catalog.delete": {"admin", "operator"},
+    "data.catalog.grant": {"admin", "operator"},
     # the Cloud channel, on someone else's private node / account
     "cloud.vos.read": {"admin"},
     "cloud.vos.write": {"admin"},
@@ -178,6 +185,7 @@ def world(system):
         "site": db.scalar(sa.select(Site).limit(1)),
         "vos_node": _private_node(db, other),
         **_archive_world(db, other),
+        "catalog": _proprietary_catalog(db, other),
         "job": Job(id=0, task="storage.sweep", owner_id=other.id),
         "usage_event": db.scalar(sa.select(UsageEvent).where(UsageEvent.user_id == other.id)
                                  .limit(1)) or UsageEvent(id=0, user_id=other.id,
@@ -208,8 +216,25 @@ def _archive_world(db, owner):
                            obs_id="x", facility_name="Matrix 1m", uri="ac://archive/m/x")
     ingest = IngestRecord(id=0, telescope_id=telescope.id, source="upload", filename="x.fits",
                           path="/nowhere", submitted_by_id=owner.id)
+    from astrocloud.data.archive.models import DataRelease
+
+    draft = DataRelease(id=0, name="DR9", title="A draft", release_date=now, status="draft")
     return {"telescope": telescope, "programme": programme, "archive_file": archived,
-            "ingest": ingest}
+            "ingest": ingest, "data_release": draft}
+
+
+def _proprietary_catalog(db, owner):
+    """Someone else's catalog, private for another year (its metadata is enough for rules)."""
+    import datetime as dt
+
+    from astrocloud.data.catalogs.models import Catalog
+
+    catalog = Catalog(name="matrix", table_name="cat_matrix", ra_column="ra",
+                      dec_column="dec", owner_id=owner.id,
+                      proprietary_until=dt.datetime.now(dt.UTC) + dt.timedelta(days=365))
+    db.add(catalog)
+    db.commit()
+    return catalog
 
 
 def _private_node(db, owner):

@@ -4,9 +4,16 @@
 from alembic import context
 
 from astrocloud.core.db import make_engine
+from astrocloud.data.catalogs.models import TABLE_PREFIX as CATALOG_TABLE_PREFIX
 from astrocloud.models import metadata
 
 config = context.config
+
+
+def include_name(name, type_, parent_names) -> bool:
+    """Each source catalog's rows live in a table made at import time (cat_<name>), which no
+    model describes: autogenerate must neither drop nor report them."""
+    return not (type_ == "table" and name and name.startswith(CATALOG_TABLE_PREFIX))
 
 
 def run_migrations_online() -> None:
@@ -26,6 +33,7 @@ def _run(connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,383 @@
+"""Source catalogs: import a table of sources from a file, list and describe the catalogs,
+search one by position (a cone), grant a proprietary one to groups, delete one.
+
+Who may do what is decided by the security framework (data/catalogs/policy.toml): a public
+catalog is seen by everyone; a proprietary one, until its date passes, by its owner, the groups
+it is granted to, operators and admins; importing and deleting are for operators and admins.
+Everything is read from the database on each call (no cached metadata), so a catalog can be
+searched, in every process, the moment its import commits.
+
+These functions are what TAP_SCHEMA and the VO cone search build on: `get_catalog` gives a
+catalog's metadata and columns (name, datatype, unit, UCD, description, indexed), `cone` runs
+the position search, and `catalog_table` gives the SQLAlchemy table of a catalog's rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from astrocloud.core.errors import Conflict, NotFound, ValidationFailed
+from astrocloud.core.i18n import _, gettext
+from astrocloud.core.identity.models import Group, User
+from astrocloud.core.security.operations import Action, OperationSet, Query
+from astrocloud.core.service import Context, operation
+from astrocloud.data.catalogs import importer
+from astrocloud.data.catalogs.importer import HEALPIX_COLUMN, Progress
+from astrocloud.data.catalogs.models import INDEX_KINDS, Catalog, CatalogColumn, CatalogGrant
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+DEFAULT_CONE_LIMIT = 1000
+MAX_CONE_LIMIT = 100_000
+
+
+class CatalogOps(OperationSet):
+    READ = Query("data.catalog.read", resource="catalog",
+                 doc="See source catalogs: list them, read their metadata and columns, search "
+                     "them by position.")
+    IMPORT = Action("data.catalog.import",
+                    doc="Import a source catalog from a FITS, VOTable, CSV or Parquet file.")
+    DELETE = Action("data.catalog.delete", resource="catalog",
+                    doc="Delete a catalog with all its rows.")
+    GRANT = Action("data.catalog.grant", resource="catalog",
+                   doc="Choose the groups that may see a proprietary catalog before its date.")
+
+
+class DuplicateCatalog(Conflict):
+    code = "duplicate-catalog"
+    title = _("The catalog exists already")
+
+
+@dataclass
+class ImportResult:
+    """What an import did."""
+
+    catalog: Catalog
+    rows: int
+    skipped_rows: int = 0
+    skipped_columns: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ConeResult:
+    """The rows of a catalog within a cone, nearest first, each with `_distance` (degrees)."""
+
+    catalog: Catalog
+    columns: list[CatalogColumn]
+    rows: list[dict[str, Any]]
+    truncated: bool  # more rows lie in the cone than `limit`
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def check_name(name: str) -> str:
+    """A catalog name: it names its table and, later, its TAP table and cone-search URL."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValidationFailed(_("A catalog name is 1 to 48 lower-case letters, digits and "
+                                 "underscores, starting with a letter (e.g. lamost_dr1)."),
+                               field="name")
+    return name
+
+
+def catalog_table(catalog: Catalog) -> sa.Table:
+    """The SQLAlchemy table holding a catalog's rows (built from its metadata, not cached)."""
+    return importer.table_of(catalog.table_name,
+                             [(c.name, c.datatype) for c in catalog.columns],
+                             healpix=catalog.index_kind == "healpix")
+
+
+def _visible(ctx: Context, name: str) -> Catalog:
+    """A catalog the caller may see, by name; NotFound when it does not exist or is hidden."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise NotFound(_("There is no catalog “%(name)s”, or you may not see it."),
+                       name=str(name)[:64].replace("\x00", ""))
+    stmt = (sa.select(Catalog).where(Catalog.name == name)
+            .options(selectinload(Catalog.columns)))
+    catalog = ctx.db.scalar(ctx.visible(stmt, CatalogOps.READ))
+    if catalog is None:
+        raise NotFound(_("There is no catalog “%(name)s”, or you may not see it."), name=name)
+    ctx.set_target(catalog)
+    return catalog
+
+
+def _utc(moment: dt.date | dt.datetime | None) -> dt.datetime | None:
+    if moment is None:
+        return None
+    if not isinstance(moment, dt.datetime):
+        return dt.datetime.combine(moment, dt.time(0), tzinfo=dt.UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+def _groups(ctx: Context, names: list[str]) -> list[Group]:
+    names = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    if not names:
+        return []
+    found = {g.name: g for g in ctx.db.scalars(sa.select(Group).where(Group.name.in_(names)))}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValidationFailed(_("There is no group called %(names)s."), field="groups",
+                               names=", ".join(f"“{n}”" for n in missing))
+    return [found[n] for n in names]
+
+
+def _owner(ctx: Context, username: str | None) -> int | None:
+    if username is None:
+        return ctx.subject.id
+    user = ctx.db.scalar(sa.select(User).where(User.username == username))
+    if user is None:
+        raise ValidationFailed(_("There is no user called “%(name)s”."), field="owner",
+                               name=username)
+    return user.id
+
+
+def _table_exists(ctx: Context, table_name: str) -> bool:
+    return sa.inspect(ctx.db.connection()).has_table(table_name)
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+@operation(CatalogOps.READ)
+def list_catalogs(ctx: Context) -> list[Catalog]:
+    """The catalogs the caller may see, by name (data.catalog.read)."""
+    ctx.authorize_listing()
+    stmt = (sa.select(Catalog).options(selectinload(Catalog.owner)).order_by(Catalog.name))
+    return list(ctx.db.scalars(ctx.visible(stmt)))
+
+
+@operation(CatalogOps.READ)
+def get_catalog(ctx: Context, name: str) -> Catalog:
+    """One catalog with its columns, if the caller may see it (data.catalog.read)."""
+    return _visible(ctx, name)
+
+
+def _check_cone(ctx: Context, ra: float, dec: float, radius: float, limit: int) -> None:
+    def bad(value, low, high, *, low_open=False, high_open=False) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not math.isfinite(value):
+            return True
+        return value < low or value > high or (low_open and value == low) or \
+            (high_open and value == high)
+
+    problems = []
+    if bad(ra, 0, 360, high_open=True):
+        problems.append({"field": "ra", "message": gettext(
+            ctx.language, "The right ascension must be in [0, 360) degrees.")})
+    if bad(dec, -90, 90):
+        problems.append({"field": "dec", "message": gettext(
+            ctx.language, "The declination must be in [-90, 90] degrees.")})
+    if bad(radius, 0, 180, low_open=True):
+        problems.append({"field": "radius", "message": gettext(
+            ctx.language, "The radius must be more than 0 and at most 180 degrees.")})
+    if isinstance(limit, bool) or not isinstance(limit, int) or \
+            not 1 <= limit <= MAX_CONE_LIMIT:
+        problems.append({"field": "limit", "message": gettext(
+            ctx.language, "The limit must be between 1 and %(max)s.", max=MAX_CONE_LIMIT)})
+    if problems:
+        raise ValidationFailed(problems)
+
+
+def _haversine(ra_column, dec_column, ra: float, dec: float):
+    """sin²(d/2) of the great-circle distance d between each row and (ra, dec), in SQL. cos is
+    written as sin(90° − x), which every SQLite build with math functions has."""
+
+    def half_sin(expr):
+        return sa.func.sin(sa.func.radians(expr) / 2)
+
+    d_dec, d_ra = half_sin(dec_column - dec), half_sin(ra_column - ra)
+    cos_dec = sa.func.sin(sa.func.radians(90.0 - dec_column))
+    return d_dec * d_dec + math.cos(math.radians(dec)) * cos_dec * d_ra * d_ra
+
+
+def cone_statement(catalog: Catalog, table: sa.Table, ra: float, dec: float,
+                   radius: float) -> sa.Select:
+    """SELECT every column of the rows within `radius` degrees of (ra, dec), with their
+    distance `_distance` in degrees, nearest first. q3c does the whole search where it is the
+    index; otherwise the HEALPix ranges covering the cone pick the candidates through the
+    index (the table is never scanned) and the exact distance decides."""
+    ra_c, dec_c = table.c[catalog.ra_column], table.c[catalog.dec_column]
+    columns = [table.c[c.name] for c in catalog.columns]
+    if catalog.index_kind == "q3c":
+        distance = sa.func.q3c_dist(ra_c, dec_c, ra, dec)
+        where = sa.func.q3c_radial_query(ra_c, dec_c, ra, dec, radius)
+    else:
+        pixel = table.c[HEALPIX_COLUMN]
+        ranges = importer.healpix_ranges(ra, dec, radius,
+                                         catalog.healpix_order or importer.HEALPIX_ORDER)
+        hav = _haversine(ra_c, dec_c, ra, dec)
+        where = sa.and_(sa.or_(*(pixel.between(lo, hi) for lo, hi in ranges)),
+                        hav <= math.sin(math.radians(radius) / 2) ** 2)
+        bounded = sa.case((hav > 1.0, 1.0), else_=hav)
+        distance = sa.func.degrees(2 * sa.func.asin(sa.func.sqrt(bounded)))
+    labelled = sa.type_coerce(distance, sa.Double()).label("_distance")
+    return sa.select(*columns, labelled).where(where).order_by(labelled)
+
+
+@operation(CatalogOps.READ, streaming=True)
+def cone(ctx: Context, name: str, ra: float, dec: float, radius_deg: float,
+         limit: int = DEFAULT_CONE_LIMIT) -> ConeResult:
+    """The rows of catalog `name` within `radius_deg` degrees of (ra, dec), nearest first, at
+    most `limit` of them (data.catalog.read). Runs as a streaming operation: the search reads
+    without holding the write lock, which only the usage row needs."""
+    _check_cone(ctx, ra, dec, radius_deg, limit)
+    catalog = _visible(ctx, name)
+    table = catalog_table(catalog)
+    stmt = cone_statement(catalog, table, float(ra), float(dec), float(radius_deg))
+    rows = [dict(row._mapping) for row in ctx.db.execute(stmt.limit(limit + 1))]
+    return ConeResult(catalog=catalog, columns=list(catalog.columns), rows=rows[:limit],
+                      truncated=len(rows) > limit)
+
+
+# ---- import -----------------------------------------------------------------------------------
+
+
+@operation(CatalogOps.IMPORT, streaming=True)
+def import_catalog(ctx: Context, path: str | Path, *, name: str, title: str = "",
+                   description: str = "", format: str | None = None,  # noqa: A002
+                   ra: str | None = None, dec: str | None = None,
+                   proprietary_until: dt.date | dt.datetime | None = None,
+                   owner: str | None = None, groups: list[str] | tuple[str, ...] = (),
+                   meta: str | Path | dict | None = None, skip_invalid: bool = False,
+                   index: str | None = None, progress: Progress | None = None) -> ImportResult:
+    """Import the table in `path` as catalog `name` (data.catalog.import).
+
+    The position columns are those named by `ra`/`dec`, else found by UCD or a common name.
+    `meta` (a JSON sidecar, or its content) adds units, UCDs, descriptions or CSV datatypes;
+    next to a CSV file, `<file>.json` is read when present. Rows without a valid position
+    (RA in [0, 360), Dec in [-90, 90]) make the import fail, unless `skip_invalid`, which
+    skips and counts them. `index` forces "healpix" or "q3c" (default: q3c where usable).
+    The catalog is public unless `proprietary_until` lies ahead; `owner` (a username; default
+    the caller) and the `groups` may see it before. All or nothing: a failure leaves neither a
+    table nor metadata behind. `progress(rows_read, total_or_None)` is called per chunk."""
+    started = time.perf_counter()
+    ctx.authorize()
+    check_name(name)
+    if index not in (None, *INDEX_KINDS):
+        raise ValidationFailed(_("The spatial index is “healpix” or “q3c”."), field="index")
+    if len(title) > 255:
+        raise ValidationFailed(_("A title may be at most 255 characters long."), field="title")
+    if ctx.db.scalar(sa.select(Catalog.id).where(Catalog.name == name)) is not None:
+        raise DuplicateCatalog(_("There is already a catalog called “%(name)s”."), name=name)
+    owner_id = _owner(ctx, owner)
+    granted = _groups(ctx, list(groups))
+    until = _utc(proprietary_until)
+
+    path = Path(path)
+    sidecar: dict = {}
+    if isinstance(meta, dict):
+        sidecar = importer.sidecar(meta)
+    elif meta is not None:
+        sidecar = importer.read_sidecar(Path(meta))
+    source = importer.open_catalog(path, format)
+    try:
+        if not sidecar and source.format == "csv" and Path(f"{path}.json").is_file():
+            sidecar = importer.read_sidecar(Path(f"{path}.json"))
+        types = {k: v["datatype"] for k, v in sidecar.get("columns", {}).items()
+                 if v.get("datatype")}
+        if types and source.format == "csv":
+            source = importer.reopen_csv_with_types(source, types)
+        planned = importer.plan_columns(source, sidecar.get("columns"))
+        ra_col, dec_col = importer.find_position(planned, ra, dec)
+
+        # The writing part: one transaction for the table, its rows, its index and its metadata.
+        ctx.begin_write()
+        if ctx.db.scalar(sa.select(Catalog.id).where(Catalog.name == name)) is not None:
+            raise DuplicateCatalog(_("There is already a catalog called “%(name)s”."),
+                                   name=name)
+        table_name = importer.table_name_for(name)
+        if _table_exists(ctx, table_name):
+            raise DuplicateCatalog(_("A table %(table)s exists already in the database without "
+                                     "a catalog; an operator must drop it first."),
+                                   table=table_name)
+        q3c = index != "healpix" and importer.q3c_usable(ctx.db)
+        kind = index or ("q3c" if q3c else "healpix")
+        if kind == "q3c" and not q3c:
+            raise ValidationFailed(_("The q3c index needs PostgreSQL with the q3c extension."),
+                                   field="index")
+        table = importer.table_of(table_name, [(c.name, c.kind) for c in planned],
+                                  healpix=kind == "healpix")
+        table.create(ctx.db.connection())
+        loaded = importer.load_rows(ctx.db, table, planned, ra_col, dec_col,
+                                    importer.read_chunks(source), healpix=kind == "healpix",
+                                    skip_invalid=skip_invalid, total=source.total_rows,
+                                    progress=progress)
+        if loaded.rows == 0:
+            raise ValidationFailed(_("%(file)s has no rows with a valid position to import."),
+                                   field="file", file=path.name)
+        importer.create_spatial_index(ctx.db, table, ra_col.name, dec_col.name, kind)
+    finally:
+        source.close()
+
+    now = ctx.now()
+    catalog = Catalog(
+        name=name, title=title or sidecar.get("title") or source.title or name,
+        description=description or sidecar.get("description") or source.description,
+        table_name=table_name, ra_column=ra_col.name, dec_column=dec_col.name,
+        n_rows=loaded.rows, owner_id=owner_id, proprietary_until=until, index_kind=kind,
+        healpix_order=importer.HEALPIX_ORDER if kind == "healpix" else None,
+        source_name=path.name[:255], source_format=source.format, created_at=now,
+        updated_at=now)
+    catalog.title = catalog.title[:255]
+    catalog.columns = [
+        CatalogColumn(position=i, name=c.name, original_name=c.source[:255], datatype=c.kind,
+                      arraysize="*" if c.kind == "char" else None, xtype=c.xtype, unit=c.unit,
+                      ucd=c.ucd, description=c.description, indexed=c.indexed)
+        for i, c in enumerate(planned)]
+    catalog.grants = [CatalogGrant(group_id=g.id) for g in granted]
+    ctx.db.add(catalog)
+    ctx.db.flush()
+    ctx.set_target(catalog)
+    ctx.note(f"{loaded.rows} rows from {path.name} ({kind} index)"
+             + (f", {loaded.skipped_rows} rows skipped" if loaded.skipped_rows else ""))
+    return ImportResult(catalog=catalog, rows=loaded.rows, skipped_rows=loaded.skipped_rows,
+                        skipped_columns=list(source.skipped),
+                        seconds=time.perf_counter() - started)
+
+
+# ---- changes ----------------------------------------------------------------------------------
+
+
+@operation(CatalogOps.GRANT)
+def grant_catalog(ctx: Context, name: str, groups: list[str]) -> Catalog:
+    """Set the groups that may see catalog `name` before its public date (replacing the
+    previous ones; data.catalog.grant)."""
+    catalog = _visible(ctx, name)
+    ctx.authorize(catalog)
+    wanted = _groups(ctx, groups)
+    catalog.grants = [CatalogGrant(group_id=g.id) for g in wanted]
+    catalog.updated_at = ctx.now()
+    ctx.db.flush()
+    ctx.db.expire(catalog, ["groups"])
+    ctx.note("groups: " + (", ".join(g.name for g in wanted) or "none"))
+    return catalog
+
+
+@operation(CatalogOps.DELETE)
+def delete_catalog(ctx: Context, name: str) -> int:
+    """Delete catalog `name`: its table with every row, and its metadata
+    (data.catalog.delete). Returns the number of rows it had."""
+    catalog = _visible(ctx, name)
+    ctx.authorize(catalog)
+    rows = catalog.n_rows
+    connection = ctx.db.connection()
+    sa.Table(catalog.table_name, sa.MetaData()).drop(connection, checkfirst=True)
+    ctx.db.delete(catalog)
+    ctx.db.flush()
+    ctx.note(f"{rows} rows")
+    return rows
