@@ -135,13 +135,28 @@ def _demo_archive(ctx: Context) -> Iterator[str]:
                                   telescope="Xinglong 2.16m", instrument="OMR",
                                   object=target, propid="2025B-017", seed=n)
         batches["Xinglong 2.16m"].append(str(spectrum))
+    yield from _demo_catalog(ctx, folder)
     jobs = []
     for telescope, paths in batches.items():
         _records, ids = archive.submit_paths(ctx, telescope=telescope, paths=paths)
         jobs += ids
-    yield f"demo archive: {sum(map(len, batches.values()))} synthetic files sent to ingest"
+    yield f"demo archive: {sum(map(len, batches.values()))} synthetic images and spectra sent to ingest"
     runtime = ctx.runtime
     if runtime is not None and ctx.settings.job_backend == "embedded":
         runtime.jobs.start_embedded()
         done = runtime.jobs.wait(jobs, timeout=600)
         yield f"demo archive: {len([j for j in done if j.status == 'done'])} ingest jobs done"
+
+
+def _demo_catalog(ctx: Context, folder) -> Iterator[str]:
+    """A synthetic star catalog (100,000 rows around the sky), imported like any other."""
+    from astrocloud.data.archive.synthetic import write_catalog
+    from astrocloud.data.catalogs import services as catalogs
+
+    path = write_catalog(folder / "demo_stars.fits", n_rows=100_000, seed=1)
+    result = catalogs.import_catalog(ctx, path, name="demo_stars",
+                                     title="Demo stars (synthetic)",
+                                     description="A synthetic all-sky star catalog with g and "
+                                                 "r magnitudes and parallaxes, for trying the "
+                                                 "cone search and TAP.")
+    yield f"demo catalog demo_stars: {result.rows} rows imported"

@@ -69,3 +69,21 @@ def test_archive_ingest_refuses_what_it_cannot_start(installed, tmp_path):
                             "Nowhere")
     assert unknown.returncode != 0 and "Nowhere" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_the_demo_fills_the_archive_with_graded_previewed_data(installed):
+    installed.ok("demo")
+    with installed.db() as db:
+        files = db.scalar(sa.text("SELECT count(*) FROM archive_files"))
+        graded = db.scalar(sa.text("SELECT count(*) FROM archive_files WHERE qc_grade IS NOT "
+                                   "NULL AND thumbnail_uri IS NOT NULL"))
+        stars = db.scalar(sa.text("SELECT n_rows FROM data_catalogs WHERE name = 'demo_stars'"))
+    assert files == 24 and graded == files and stars == 100_000
+    token = installed.ok("tokens", "create", "demo").stdout.strip().splitlines()[-1]
+    import httpx
+
+    with installed.serve() as url:
+        public = httpx.get(f"{url}/api/v1/data/observations").json()["total"]
+        mine = httpx.get(f"{url}/api/v1/data/observations",
+                         headers={"Authorization": f"Bearer {token}"}).json()["total"]
+    assert 0 < public < mine == files  # demo is the PI of the proprietary files
