@@ -140,7 +140,8 @@ def _demo_archive(ctx: Context) -> Iterator[str]:
     for telescope, paths in batches.items():
         _records, ids = archive.submit_paths(ctx, telescope=telescope, paths=paths)
         jobs += ids
-    yield f"demo archive: {sum(map(len, batches.values()))} synthetic images and spectra sent to ingest"
+    count = sum(map(len, batches.values()))
+    yield f"demo archive: {count} synthetic images and spectra sent to ingest"
     runtime = ctx.runtime
     if runtime is not None and ctx.settings.job_backend == "embedded":
         runtime.jobs.start_embedded()

@@ -61,6 +61,11 @@ def reset_database(database: Database, seed) -> None:
 def _empty(database: Database) -> None:
     tables = [t for t in reversed(Base.metadata.sorted_tables)]
     with database.engine.begin() as conn:
+        # source catalogs keep their rows in tables of their own (cat_<name>), which no model
+        # describes: a fresh install has none
+        for name in sa.inspect(conn).get_table_names():
+            if name.startswith("cat_"):
+                conn.execute(sa.text(f'DROP TABLE "{name}"'))
         if database.dialect == "postgresql":
             conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
             names = ", ".join(f'"{t.name}"' for t in tables)
