@@ -1,11 +1,14 @@
 """MyVOSpace as an IVOA VOSpace 2.1 service: every document it writes is checked against the
 official schemas (VOSpace-2.1.xsd, UWS 1.1), every endpoint and fault is driven over real HTTP,
-and CADC's own `vos` command-line client works against it over TLS."""
+CADC's own `vos` command-line client works against it over TLS, and transfer jobs are removed
+once past their UWS destruction time."""
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
+import json
 import os
 import urllib.parse
 from pathlib import Path
@@ -17,7 +20,11 @@ from lxml import etree
 from xmlschema.locations import FALLBACK_LOCATIONS
 
 from astrocloud.cloud import services as vos
+from astrocloud.cloud.tasks import expire_transfers
+from astrocloud.core.db import utcnow
 from astrocloud.core.identity import services as identity
+from astrocloud.core.jobs.models import Job
+from astrocloud.core.runtime import build_runtime
 
 HERE = Path(__file__).parent
 V = "http://www.ivoa.net/xml/VOSpace/v2.0"
@@ -517,6 +524,104 @@ def test_an_unknown_view_is_not_supported(alice):
     job_url = run_job(alice, transfer_xml(f"{AUTH}/alice/d/x.fits", "pullFromVoSpace",
                                           [(CORE + "httpget",)], view="ivo://example/cutout"))
     assert alice.get(job_url + "/error").text.startswith("ViewNotSupported")
+
+
+# ---- the lifetime of transfer jobs -------------------------------------------------------------
+
+
+def uws_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def job_times(schema, client, job_url) -> tuple[dt.datetime, dt.datetime]:
+    """(creationTime, destruction) of a UWS job."""
+    job = uws_doc(schema, client.get(job_url))
+    return (uws_time(job.findtext("uws:creationTime", namespaces=NS)),
+            uws_time(job.findtext("uws:destruction", namespaces=NS)))
+
+
+def pending_job(client) -> str:
+    created = client.post("/vospace/transfers", headers=XML_HEADERS, content=transfer_xml(
+        f"{AUTH}/alice/x", f"{AUTH}/alice/y", keep_bytes=False))
+    assert created.status_code == 303, created.text
+    return created.headers["location"]
+
+
+def job_ids(client) -> list[str]:
+    listing = etree.fromstring(client.get("/vospace/transfers").content)
+    return [r.get("id") for r in listing.iterfind("uws:jobref", NS)]
+
+
+def test_a_pending_job_is_destroyed_a_day_after_it_was_created(alice, schema):
+    job_url = pending_job(alice)
+    created, destruction = job_times(schema, alice, job_url)
+    assert destruction - created == dt.timedelta(days=1)
+    assert uws_time(alice.get(job_url + "/destruction").text) == destruction
+
+
+def test_a_job_that_ran_is_destroyed_a_week_after_it_was_created(alice, schema):
+    job_url = run_job(alice, transfer_xml(f"{AUTH}/alice/x", f"{AUTH}/alice/y",
+                                          keep_bytes=False))
+    created, destruction = job_times(schema, alice, job_url)
+    assert destruction - created == dt.timedelta(days=7)
+
+
+def test_the_clean_up_removes_a_job_past_its_destruction_time(alice, schema, runtime):
+    job_url = run_job(alice, transfer_xml(f"{AUTH}/alice/x", f"{AUTH}/alice/y",
+                                          keep_bytes=False))
+    _, destruction = job_times(schema, alice, job_url)
+    assert expire_transfers(runtime, now=destruction + dt.timedelta(seconds=1)) == \
+        {"removed": 1}
+    assert alice.get(job_url).status_code == 404
+    assert job_ids(alice) == []
+
+
+def test_the_clean_up_keeps_jobs_before_their_destruction_time(alice, schema, runtime):
+    ran = run_job(alice, transfer_xml(f"{AUTH}/alice/x", f"{AUTH}/alice/y", keep_bytes=False))
+    waiting = pending_job(alice)
+    _, first = job_times(schema, alice, waiting)
+    assert expire_transfers(runtime, now=first - dt.timedelta(seconds=1)) == {"removed": 0}
+    assert sorted(job_ids(alice)) == sorted(u.rsplit("/", 1)[1] for u in (ran, waiting))
+
+
+def test_a_pending_job_never_run_expires_after_the_configured_time(alice, settings,
+                                                                    database):
+    ran = run_job(alice, transfer_xml(f"{AUTH}/alice/x", f"{AUTH}/alice/y", keep_bytes=False))
+    waiting = pending_job(alice)
+    configured = build_runtime(settings.model_copy(update={
+        "vos_transfer_pending_seconds": 60, "vos_transfer_lifetime_seconds": 3600}), database)
+    later = utcnow() + dt.timedelta(seconds=61)
+    assert expire_transfers(configured, now=later) == {"removed": 1}
+    assert alice.get(waiting).status_code == 404
+    assert job_ids(alice) == [ran.rsplit("/", 1)[1]]
+
+
+def test_the_clean_up_leaves_other_jobs_alone(alice, runtime, database):
+    pending_job(alice)
+    other = runtime.jobs.enqueue("storage.sweep", {"batch": 10})
+    runtime.jobs.wait([other])
+    expire_transfers(runtime, now=utcnow() + dt.timedelta(days=30))
+    with database.session(write=False) as db:
+        assert db.get(Job, other).task == "storage.sweep"
+
+
+def test_the_clean_up_runs_hourly_on_the_job_queue_like_the_storage_sweep(runtime):
+    runtime.jobs.bind_all()
+    on_the_hour = {t.name for t in runtime.jobs.huey.read_periodic(
+        dt.datetime(2026, 11, 25, 13, 0))}
+    assert {"periodic.cloud.vos.expire_transfers", "periodic.storage.sweep"} <= on_the_hour
+    half_past = {t.name for t in runtime.jobs.huey.read_periodic(
+        dt.datetime(2026, 11, 25, 13, 30))}
+    assert "periodic.cloud.vos.expire_transfers" not in half_past
+
+
+def test_the_clean_up_job_runs_on_the_queue(alice, runtime):
+    pending_job(alice)
+    job_id = runtime.jobs.enqueue("cloud.vos.expire_transfers",
+                                  {"now": (utcnow() + dt.timedelta(days=2)).isoformat()})
+    [job] = runtime.jobs.wait([job_id])
+    assert job.status == "done" and json.loads(job.result) == {"removed": 1}
+    assert job_ids(alice) == []
 
 
 # ---- faults -----------------------------------------------------------------------------------

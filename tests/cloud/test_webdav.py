@@ -1,15 +1,20 @@
 """MyVOSpace over WebDAV (/dav/<user>/), driven by a real userland client (webdav4, and its
 fsspec file system) and by raw HTTP for the edge cases: streaming uploads and downloads, ranges,
 quotas while bytes arrive, clients that vanish mid-upload, path traversal, other users' spaces,
-class 2 locks, and Basic auth with a personal API token."""
+class 2 locks — shared by every server process, as a second `astrocloud serve` on the same
+database shows — and Basic auth with a personal API token."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import datetime as dt
 import http.client
 import io
 import os
 import re
 import subprocess
+import sys
+import threading
 import time
 from urllib.parse import quote, urlsplit
 
@@ -26,7 +31,8 @@ from webdav4.fsspec import WebdavFileSystem
 from astrocloud.app import create_app
 from astrocloud.cloud import dav
 from astrocloud.cloud import services as vos
-from astrocloud.cloud.models import Node
+from astrocloud.cloud.models import DavLock, Node
+from astrocloud.core.db import utcnow
 from astrocloud.core.identity import services as identity
 from astrocloud.core.identity.models import User
 from astrocloud.core.security.engine import load_subject
@@ -58,9 +64,8 @@ def dav_server(settings, database):
 
 @pytest.fixture
 def url(dav_server) -> str:
-    base, app = dav_server
-    dav.lock_table_for(app).clear()  # locks are per process: each test starts without any
-    return base
+    base, _ = dav_server
+    return base  # locks are rows: every test starts from an empty lock table
 
 
 @pytest.fixture
@@ -816,3 +821,154 @@ def test_an_uploaded_page_is_never_served_as_a_page(url, account):
     response = client.get("/dav/alice/evil.html")
     assert response.headers["content-type"].startswith("application/octet-stream")
     assert "sandbox" in response.headers["content-security-policy"]
+
+
+# ---- locks shared by every server process -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def second_process(settings, database, tmp_path_factory):
+    """`astrocloud serve` as a process of its own on the same database: production runs
+    several such processes behind one address."""
+    port = free_port()
+    env = {**os.environ, "ASTROCLOUD_HOME": str(settings.home),
+           "ASTROCLOUD_DATABASE_URL": settings.effective_database_url,
+           "ASTROCLOUD_SECRET_KEY": settings.effective_secret_key(),
+           "ASTROCLOUD_BASE_URL": f"http://127.0.0.1:{port}",
+           "ASTROCLOUD_STRICT_SECURITY_AUDIT": "true",
+           # a queue of its own, so that it works none of the tests' jobs
+           "ASTROCLOUD_JOB_QUEUE_NAME": f"second-{port}"}
+    log = tmp_path_factory.mktemp("second") / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "astrocloud", "serve", "--port",
+                                    str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the second server did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def two_doors(url, second_process, account):
+    """(alice through this process, alice through the other one)."""
+    _, token, here = account("alice")
+    with httpx.Client(base_url=second_process, auth=("alice", token), timeout=30) as there:
+        yield here, there
+
+
+def test_a_lock_taken_in_one_process_blocks_a_put_in_another_until_unlocked_there(two_doors):
+    here, there = two_doors
+    here.put("/dav/alice/shared.txt", content=b"1")
+    response, token = _lock(here, "/dav/alice/shared.txt")
+    assert response.status_code == 200
+    assert there.put("/dav/alice/shared.txt", content=b"2").status_code == 423
+    assert there.request("UNLOCK", "/dav/alice/shared.txt",
+                         headers={"Lock-Token": f"<{token}>"}).status_code == 204
+    assert there.put("/dav/alice/shared.txt", content=b"2").status_code == 204
+    assert here.get("/dav/alice/shared.txt").content == b"2"
+
+
+def test_a_lock_token_from_one_process_is_accepted_by_another(two_doors):
+    here, there = two_doors
+    here.put("/dav/alice/t.txt", content=b"1")
+    _, token = _lock(here, "/dav/alice/t.txt")
+    assert there.put("/dav/alice/t.txt", content=b"2",
+                     headers={"If": f"(<{token}>)"}).status_code == 204
+
+
+def test_every_process_shows_a_lock_in_lockdiscovery(two_doors):
+    here, there = two_doors
+    here.put("/dav/alice/d.txt", content=b"1")
+    _, token = _lock(here, "/dav/alice/d.txt", Timeout="Second-600")
+    _, tree = propfind(there, "/dav/alice/d.txt", "0")
+    assert tree.findtext(f".//{D}lockdiscovery//{D}locktoken/{D}href") == token
+    timeout = tree.findtext(f".//{D}lockdiscovery//{D}timeout")
+    assert timeout.startswith("Second-") and 590 <= int(timeout[7:]) <= 600
+
+
+def test_a_lock_is_refreshed_through_another_process(two_doors, database):
+    here, there = two_doors
+    here.put("/dav/alice/r.txt", content=b"1")
+    _, token = _lock(here, "/dav/alice/r.txt", Timeout="Second-60")
+    refresh = there.request("LOCK", "/dav/alice/r.txt",
+                            headers={"If": f"(<{token}>)", "Timeout": "Second-3000"})
+    assert refresh.status_code == 200
+    with database.session(write=False) as db:
+        held = db.scalar(sa.select(DavLock).where(DavLock.token == token))
+    assert held.timeout_seconds == 3000
+    assert held.expires_at - utcnow() > dt.timedelta(seconds=2900)
+
+
+def test_of_two_simultaneous_locks_in_two_processes_exactly_one_wins(two_doors):
+    here, there = two_doors
+    here.put("/dav/alice/race.txt", content=b"1")
+
+    def take(client, start: threading.Barrier):
+        start.wait()  # both requests leave together
+        return _lock(client, "/dav/alice/race.txt")
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for _ in range(8):
+            start = threading.Barrier(2)
+            outcomes = [f.result() for f in [pool.submit(take, here, start),
+                                             pool.submit(take, there, start)]]
+            assert sorted(r.status_code for r, _ in outcomes) == [200, 423]
+            token = next(t for r, t in outcomes if r.status_code == 200)
+            assert here.request("UNLOCK", "/dav/alice/race.txt",
+                                headers={"Lock-Token": f"<{token}>"}).status_code == 204
+
+
+def test_an_expired_lock_is_ignored_and_purged_by_the_next_lock(url, account, database):
+    _, _, client = account("alice")
+    client.put("/dav/alice/old.txt", content=b"1")
+    _, stale = _lock(client, "/dav/alice/old.txt")
+    with database.session() as db:
+        db.execute(sa.update(DavLock).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+    assert client.put("/dav/alice/old.txt", content=b"2").status_code == 204
+    _, tree = propfind(client, "/dav/alice/old.txt", "0")
+    assert tree.find(f".//{D}lockdiscovery/{D}activelock") is None
+    response, fresh = _lock(client, "/dav/alice/old.txt")
+    assert response.status_code == 200
+    with database.session(write=False) as db:
+        assert list(db.scalars(sa.select(DavLock.token))) == [fresh]
+    assert stale != fresh
+
+
+def test_deleting_a_locked_folder_drops_the_locks_inside_it(url, account, database):
+    _, _, client = account("alice")
+    client.request("MKCOL", "/dav/alice/gone")
+    client.put("/dav/alice/gone/a.txt", content=b"a")
+    _, token = _lock(client, "/dav/alice/gone/a.txt")
+    tagged = f"<{url}/dav/alice/gone/a.txt> (<{token}>)"
+    assert client.delete("/dav/alice/gone", headers={"If": tagged}).status_code == 204
+    with database.session(write=False) as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(DavLock)) == 0
+    assert client.put("/dav/alice/gone.txt", content=b"new").status_code == 201
+
+
+def test_a_moved_node_leaves_its_lock_behind_and_the_lock_ends(url, account, database):
+    _, _, client = account("alice")
+    client.put("/dav/alice/m.txt", content=b"m")
+    _, token = _lock(client, "/dav/alice/m.txt")
+    assert client.request("MOVE", "/dav/alice/m.txt", headers={
+        "Destination": f"{url}/dav/alice/n.txt", "If": f"(<{token}>)"}).status_code == 201
+    assert client.put("/dav/alice/n.txt", content=b"free").status_code == 204
+    assert client.put("/dav/alice/m.txt", content=b"free").status_code == 201
+    with database.session(write=False) as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(DavLock)) == 0

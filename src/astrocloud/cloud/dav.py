@@ -43,28 +43,26 @@ security framework (`ctx.can(CloudOps.VOS_WRITE, node)`) for LOCK, PROPPATCH and
 Paths: `..`, `.`, empty segments (so no absolute paths), encoded slashes or backslashes
 (%2F, %5C), NUL and control characters are 400 before any service is called.
 
-Locks live in memory, per server process (RFC 4918 allows locks to vanish; clients refresh
-them). A deployment that runs several processes behind one address should pin WebDAV clients to
-one process, or the lock table should move into the database.
+Locks live in the database (`cloud.models.DavLock`, through the services' `lock`,
+`refresh_lock`, `unlock` and `check_unlocked`), so every server process behind one address sees
+the same ones, and of two overlapping LOCK requests in any processes exactly one wins. Expired
+locks are ignored and purged; deleting or moving a node drops the locks on and inside it.
+
+GET and HEAD answer through the platform's one file-serving helper (`core.web.downloads`), PUT
+takes its body through the one upload pump (`core.web.uploads`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import email.utils
 import html
 import re
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
-import anyio
 from fastapi import APIRouter, Depends, Request
 from lxml import etree
 from starlette.concurrency import run_in_threadpool
@@ -72,15 +70,24 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from astrocloud.cloud import services
-from astrocloud.cloud.models import Node
-from astrocloud.cloud.services import CloudOps, DuplicateNode, QuotaExceeded
+from astrocloud.cloud.models import DavLock, Node
+from astrocloud.cloud.schemas import served_file
+from astrocloud.cloud.services import (
+    CloudOps,
+    DuplicateNode,
+    LockConflict,
+    LockNotFound,
+    NodeLocked,
+    QuotaExceeded,
+)
 from astrocloud.core import errors
+from astrocloud.core.db import utcnow
 from astrocloud.core.service import Context
+from astrocloud.core.web import downloads
 from astrocloud.core.web.context import AuditedRoute, request_context
-from astrocloud.core.web.downloads import DOWNLOAD_HEADERS, served_type
 from astrocloud.core.web.errors import ERROR_RENDERERS
-from astrocloud.core.web.middleware import BodyTooLarge
 from astrocloud.core.web.routing import PUBLIC, uses
+from astrocloud.core.web.uploads import drain, stream_body
 
 
 class _AnyPath(Convertor):
@@ -111,8 +118,6 @@ XML_TYPE = "application/xml; charset=utf-8"
 ALLOW = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MOVE, COPY, LOCK, UNLOCK"
 MAX_XML_BYTES = 1024 * 1024  # request bodies of PROPFIND, PROPPATCH and LOCK
 PAGE = 1000  # children per listing page (each page is one service call)
-DRAIN_LIMIT = 32 * 1024 * 1024  # of a refused upload's body (see `_drain`)
-DRAIN_SECONDS = 30
 LOCK_DEFAULT_SECONDS = 3600
 LOCK_MAX_SECONDS = 24 * 3600
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -295,118 +300,17 @@ def _write_refused(ctx: Context, path: str, exc: errors.DomainError) -> errors.D
 # ---- locks ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Lock:
-    token: str
-    path: str
-    user_id: int
-    scope: str  # exclusive | shared
-    depth: str  # 0 | infinity
-    owner_xml: str
-    timeout: int
-    expires: float
-
-    def covers(self, path: str) -> bool:
-        return path == self.path or (self.depth == "infinity"
-                                     and path.startswith(self.path + "/"))
-
-    def inside(self, path: str) -> bool:
-        return self.path.startswith(path + "/")
-
-
-class LockTable:
-    """Write locks of one server process (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, Lock] = {}
-        self._mutex = threading.Lock()
-
-    def _live(self) -> list[Lock]:
-        now = time.monotonic()
-        for token in [t for t, lk in self._locks.items() if lk.expires <= now]:
-            del self._locks[token]
-        return list(self._locks.values())
-
-    def on(self, path: str, *, tree: bool = False, membership: bool = False) -> list[Lock]:
-        """Locks that protect `path`: its own and its ancestors' deep ones; with `tree`, those
-        inside it too; with `membership`, a depth-0 lock on its folder (adding or removing a
-        member changes the folder)."""
-        parent = _parent(path) if "/" in path else None
-        with self._mutex:
-            return [lk for lk in self._live()
-                    if lk.covers(path) or (tree and lk.inside(path))
-                    or (membership and parent is not None and lk.path == parent)]
-
-    def check(self, path: str, user_id: int, tokens: set[str], *, tree: bool = False,
-              membership: bool = False) -> None:
-        for lk in self.on(path, tree=tree, membership=membership):
-            if lk.token not in tokens or lk.user_id != user_id:
-                raise DavError(423, "%(path)s is locked.", condition="lock-token-submitted",
-                               path=href_of(lk.path, False))
-
-    def acquire(self, path: str, user_id: int, *, scope: str, depth: str, owner_xml: str,
-                timeout: int) -> Lock:
-        with self._mutex:
-            for lk in self._live():
-                clash = lk.covers(path) or (depth == "infinity" and lk.inside(path))
-                if clash and (lk.scope == "exclusive" or scope == "exclusive"):
-                    raise DavError(423, "%(path)s is locked already.",
-                                   condition="no-conflicting-lock", path=href_of(lk.path, False))
-            lock = Lock(token=f"urn:uuid:{uuid.uuid4()}", path=path, user_id=user_id,
-                        scope=scope, depth=depth, owner_xml=owner_xml, timeout=timeout,
-                        expires=time.monotonic() + timeout)
-            self._locks[lock.token] = lock
-            return lock
-
-    def refresh(self, path: str, user_id: int, tokens: set[str], timeout: int) -> Lock:
-        with self._mutex:
-            for lk in self._live():
-                if lk.token in tokens and lk.covers(path) and lk.user_id == user_id:
-                    lk.timeout, lk.expires = timeout, time.monotonic() + timeout
-                    return lk
-        raise DavError(412, "No lock of yours on %(path)s has the token sent.",
-                       condition="lock-token-matches-request-uri", path=href_of(path, False))
-
-    def release(self, path: str, token: str, user_id: int) -> None:
-        with self._mutex:
-            lock = {lk.token: lk for lk in self._live()}.get(token)
-            if lock is None or not lock.covers(path):
-                raise DavError(409, "No lock with this token covers %(path)s.",
-                               condition="lock-token-matches-request-uri",
-                               path=href_of(path, False))
-            if lock.user_id != user_id:
-                raise DavError(403, "This lock belongs to someone else.")
-            del self._locks[token]
-
-    def forget(self, path: str) -> None:
-        """Drop the locks of a node and everything under it (it was deleted or moved)."""
-        with self._mutex:
-            for token in [t for t, lk in self._locks.items()
-                          if lk.path == path or lk.inside(path)]:
-                del self._locks[token]
-
-    def clear(self) -> None:
-        with self._mutex:
-            self._locks.clear()
-
-
-_TABLE_GUARD = threading.Lock()
-
-
-def lock_table(request: Request) -> LockTable:
-    return lock_table_for(request.app)
-
-
-def lock_table_for(app) -> LockTable:
-    """The lock table of an application (made on first use)."""
-    state = app.state
-    table = getattr(state, "dav_locks", None)
-    if table is None:
-        with _TABLE_GUARD:
-            table = getattr(state, "dav_locks", None)
-            if table is None:
-                table = state.dav_locks = LockTable()
-    return table
+def check_locks(ctx: Context, request: Request, path: str, *, tree: bool = False,
+                membership: bool = False) -> None:
+    """423 (DAV:lock-token-submitted) unless every lock protecting `path` is the caller's and
+    its token was sent (`tree`: locks inside it count too; `membership`: so does a lock on its
+    folder)."""
+    try:
+        services.check_unlocked(ctx, path, submitted_tokens(request), tree=tree,
+                                membership=membership)
+    except NodeLocked as exc:
+        raise DavError(423, "%(path)s is locked.", condition="lock-token-submitted",
+                       path=href_of(exc.params["path"], False)) from None
 
 
 def submitted_tokens(request: Request) -> set[str]:
@@ -470,7 +374,7 @@ def _tag_path(tag: str) -> str | None:
         return None
 
 
-def check_if(request: Request, path: str, node: Node | None, locks: LockTable) -> None:
+def check_if(request: Request, ctx: Context, path: str, node: Node | None) -> None:
     """412 unless one of the If header's lists that apply to `path` holds: its lock tokens
     name locks covering it, its ETags match it (`Not` inverts a condition)."""
     header = request.headers.get("if")
@@ -480,8 +384,9 @@ def check_if(request: Request, path: str, node: Node | None, locks: LockTable) -
                   if tag is None or _tag_path(tag) == path]
     if not applicable:
         return  # every list is about other resources
-    live = {lk.token for lk in locks.on(path)} if path else set()
-    etag = etag_of(node) if node is not None else None
+    live = {lk.token for lk in services.protecting(services.live_locks(ctx, path), path)} \
+        if path else set()
+    etag = node.etag if node is not None else None
 
     def holds(kind: str, value: str) -> bool:
         if kind == "token":
@@ -555,20 +460,10 @@ def _status_line(status: int) -> str:
     return f"<D:status>HTTP/1.1 {status} {_REASONS.get(status, '')}</D:status>"
 
 
-def _http_date(when: dt.datetime) -> str:
-    if when.tzinfo is None:  # SQLite hands back naive datetimes: they are UTC
-        when = when.replace(tzinfo=dt.UTC)
-    return email.utils.format_datetime(when.astimezone(dt.UTC), usegmt=True)
-
-
 def _iso_date(when: dt.datetime) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def etag_of(node: Node) -> str:
-    return f'"{node.id}-{node.version}"'
 
 
 # ---- properties -------------------------------------------------------------------------------
@@ -584,8 +479,9 @@ SUPPORTED_LOCK = ("<D:lockentry><D:lockscope><D:exclusive/></D:lockscope>"
                   "<D:locktype><D:write/></D:locktype></D:lockentry>")
 
 
-def active_lock_xml(lock: Lock) -> str:
-    timeout = f"Second-{max(0, int(lock.expires - time.monotonic()))}"
+def active_lock_xml(lock: DavLock) -> str:
+    left = (lock.expires_at - utcnow()).total_seconds()
+    timeout = f"Second-{max(0, int(left))}"
     return (f"<D:activelock><D:locktype><D:write/></D:locktype>"
             f"<D:lockscope><D:{lock.scope}/></D:lockscope><D:depth>{lock.depth}</D:depth>"
             f"{lock.owner_xml}<D:timeout>{timeout}</D:timeout>"
@@ -609,10 +505,19 @@ class Entry:
 class Properties:
     """The properties of entries for one PROPFIND (quota looked up once per request)."""
 
-    def __init__(self, ctx: Context, locks: LockTable):
+    def __init__(self, ctx: Context):
         self.ctx = ctx
-        self.locks = locks
         self._usage: dict[str, dict | None] = {}
+        self._lock_scope: str | None = None
+        self._locks: list[DavLock] = []
+
+    def locks(self, path: str) -> list[DavLock]:
+        """The locks protecting `path`; one query serves a folder and all its children."""
+        scope = self._lock_scope
+        if scope is None or not (path == scope or path.startswith(scope + "/")):
+            self._lock_scope = path
+            self._locks = services.live_locks(self.ctx, path, inside=True)
+        return services.protecting(self._locks, path)
 
     def usage(self, owner: str) -> dict | None:
         if owner not in self._usage:
@@ -648,15 +553,15 @@ class Properties:
         if name == "lockdiscovery":
             if node is None:
                 return None
-            return "".join(active_lock_xml(lk) for lk in self.locks.on(entry.path))
+            return "".join(active_lock_xml(lk) for lk in self.locks(entry.path))
         if node is None:
             return None
         if name == "getlastmodified":
-            return _http_date(node.updated_at)
+            return downloads.http_date(node.updated_at)
         if name == "creationdate":
             return _iso_date(node.created_at)
         if name == "getetag":
-            return escape(etag_of(node))
+            return escape(node.etag)
         if name == "getcontentlength" and node.kind == "data":
             return str(node.size)
         if name == "getcontenttype" and node.kind == "data":
@@ -752,7 +657,7 @@ async def propfind(request: Request, ctx: Ctx):
         raise DavError(400, "Depth is 0, 1 or infinity.")
     depth = "0" if depth == "0" else "1"  # infinity is answered one level deep (SabreDAV too)
     mode, wanted = _propfind_request(await xml_body(request))
-    props = Properties(ctx, lock_table(request))
+    props = Properties(ctx)
 
     def first() -> tuple[Entry, list[Node]]:
         if not path:
@@ -765,7 +670,8 @@ async def propfind(request: Request, ctx: Ctx):
         return entry, services.list_children(ctx, node.path, limit=PAGE)
 
     entry, children = await run_in_threadpool(first)
-    head = props.response(entry, mode, wanted)  # computed before the first byte is sent
+    # computed before the first byte is sent, and off the event loop (it reads the database)
+    head = await run_in_threadpool(props.response, entry, mode, wanted)
 
     def body() -> Iterator[bytes]:
         yield (f'<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
@@ -785,54 +691,6 @@ async def propfind(request: Request, ctx: Ctx):
 # ---- routes: GET / HEAD -----------------------------------------------------------------------
 
 
-class _Unsatisfiable(Exception):
-    pass
-
-
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """[start, end) of a single `bytes=` range; None for the whole file (no header, another
-    unit, or several ranges, which RFC 9110 lets a server answer with the whole file)."""
-    if not header:
-        return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = (s.strip() for s in spec.partition("-"))
-    if not dash or not (first.isdigit() or last.isdigit()) or \
-            (first and not first.isdigit()) or (last and not last.isdigit()):
-        return None
-    if first:
-        start = int(first)
-        end = min(size, int(last) + 1) if last else size
-        if last and int(last) < start:
-            return None  # invalid: ignored
-    else:
-        start, end = max(0, size - int(last)), size
-        if int(last) == 0:
-            raise _Unsatisfiable
-    if start >= size:
-        raise _Unsatisfiable
-    return start, end
-
-
-def _not_modified(request: Request, node: Node) -> bool:
-    etag = etag_of(node)
-    match = request.headers.get("if-none-match")
-    if match is not None:
-        tags = {t.strip().removeprefix("W/") for t in match.split(",")}
-        return "*" in tags or etag in tags
-    since = request.headers.get("if-modified-since")
-    if since:
-        try:
-            when = email.utils.parsedate_to_datetime(since)
-        except (TypeError, ValueError):
-            return False
-        modified = node.updated_at if node.updated_at.tzinfo else \
-            node.updated_at.replace(tzinfo=dt.UTC)
-        return when.tzinfo is not None and modified.replace(microsecond=0) <= when
-    return False
-
-
 def _index(ctx: Context, node: Node) -> Response:
     """A folder opened in a browser: a plain list of the first page of its children."""
     children = services.list_children(ctx, node.path, limit=PAGE)
@@ -844,8 +702,8 @@ def _index(ctx: Context, node: Node) -> Response:
     text = (f"<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1>"
             f"<ul>{rows}</ul>{more}")
     return Response(text, media_type="text/html; charset=utf-8",
-                    headers={"ETag": etag_of(node),
-                             "Last-Modified": _http_date(node.updated_at)})
+                    headers={"ETag": node.etag,
+                             "Last-Modified": downloads.http_date(node.updated_at)})
 
 
 def _link_target(target: str) -> str | None:
@@ -878,53 +736,29 @@ def get(request: Request, ctx: Ctx):
         return Response(status_code=302, headers={"Location": target})
     if node.is_container:
         return _index(ctx, node)
-    headers = {"ETag": etag_of(node), "Last-Modified": _http_date(node.updated_at),
-               "Accept-Ranges": "bytes"}
-    if _not_modified(request, node):
-        return Response(status_code=304, headers=headers)
-    if_range = request.headers.get("if-range")
-    ranged = request.headers.get("range") if not if_range or if_range.strip() in (
-        headers["ETag"], headers["Last-Modified"]) else None
-    try:
-        span = byte_range(ranged, node.size)
-    except _Unsatisfiable:
-        return Response(status_code=416, headers={**headers,
-                                                  "Content-Range": f"bytes */{node.size}"})
-    start, end = span or (0, node.size)
-    headers["Content-Length"] = str(end - start)
-    status = 200
-    if span is not None:
-        status = 206
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{node.size}"
-    headers.update(DOWNLOAD_HEADERS)
-    media_type = served_type(node.content_type)
-    if request.method == "HEAD":
-        return Response(status_code=status, headers=headers, media_type=media_type)
-    _, stream = services.download(ctx, path, start=start, end=end if span else None)
-    return StreamingResponse(stream, status_code=status, headers=headers, media_type=media_type)
+
+    def open_bytes(start: int, end: int | None) -> Iterator[bytes]:
+        return services.download(ctx, path, start=start, end=end)[1]
+
+    # Lenient ranges: a malformed or multiple Range gets the whole file, as before, which
+    # desktop clients cope with better than a 416.
+    return downloads.file_response(request, served_file(node), open_bytes,
+                                   lenient_ranges=True)
 
 
 # ---- routes: PUT ------------------------------------------------------------------------------
-
-
-class _BodyAborted(Exception):
-    """The request body stopped arriving (client gone, or over the body limit)."""
-
-    def __init__(self, cause: BaseException):
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 def _check_preconditions(request: Request, node: Node | None) -> None:
     if_match = request.headers.get("if-match")
     if if_match is not None:
         tags = {t.strip() for t in if_match.split(",")}
-        if node is None or not ("*" in tags or etag_of(node) in tags):
+        if node is None or not ("*" in tags or node.etag in tags):
             raise DavError(412, "The file is not the version the If-Match header names.")
     if_none = request.headers.get("if-none-match")
     if if_none is not None and node is not None:
         tags = {t.strip() for t in if_none.split(",")}
-        if "*" in tags or etag_of(node) in tags:
+        if "*" in tags or node.etag in tags:
             raise DavError(412, "The file exists already (If-None-Match).")
 
 
@@ -937,7 +771,7 @@ def _declared_length(request: Request) -> int | None:
     return int(value)
 
 
-def _prepare_put(ctx: Context, request: Request, path: str, locks: LockTable) -> Node | None:
+def _prepare_put(ctx: Context, request: Request, path: str) -> Node | None:
     if "/" not in path:
         raise DavError(405, "A user's root folder is not a file.")
     existing = _lookup(ctx, path)
@@ -946,8 +780,8 @@ def _prepare_put(ctx: Context, request: Request, path: str, locks: LockTable) ->
     if existing is not None and existing.kind != "data":
         raise DavError(405, "%(path)s is a folder or a link, not a file.", path=path)
     _check_preconditions(request, existing)
-    check_if(request, path, existing, locks)
-    locks.check(path, ctx.subject.id, submitted_tokens(request), membership=existing is None)
+    check_if(request, ctx, path, existing)
+    check_locks(ctx, request, path, membership=existing is None)
     declared = _declared_length(request)
     if declared is not None and _owner(path) == ctx.subject.username:
         usage = services.usage(ctx)
@@ -958,25 +792,9 @@ def _prepare_put(ctx: Context, request: Request, path: str, locks: LockTable) ->
     return existing
 
 
-async def _drain(request: Request) -> None:
-    """Read and drop the rest of a refused upload's body, up to DRAIN_LIMIT bytes and
-    DRAIN_SECONDS, so that a client still sending gets to read the answer; past that the
-    connection is dropped after the answer."""
-    seen = 0
-    with anyio.move_on_after(DRAIN_SECONDS):
-        try:
-            async for chunk in request.stream():
-                seen += len(chunk)
-                if seen > DRAIN_LIMIT:
-                    return
-        except Exception:  # noqa: BLE001 (the client went away: nothing left to drain)
-            return
-
-
 @api.api_route("/{path:davpath}", methods=["PUT"], openapi_extra=WRITE_OPS,
                include_in_schema=False)
 async def put(request: Request, ctx: Ctx):
-    locks = lock_table(request)
     try:
         path = node_path(request)
         _signed_in(ctx)
@@ -985,71 +803,28 @@ async def put(request: Request, ctx: Ctx):
         if request.headers.get("content-range"):
             raise DavError(400, "Partial uploads (Content-Range) are not supported: send the "
                                 "whole file.")
-        existing = await run_in_threadpool(_prepare_put, ctx, request, path, locks)
+        existing = await run_in_threadpool(_prepare_put, ctx, request, path)
     except errors.DomainError:
         if "100-continue" not in request.headers.get("expect", "").lower():
-            await _drain(request)  # a client that waits for 100 Continue sent nothing yet
+            await drain(request)  # a client that waits for 100 Continue sent nothing yet
         raise
     content_type = request.headers.get("content-type", "").split(";")[0].strip() or None
     if content_type in ("application/octet-stream", "application/x-www-form-urlencoded"):
         content_type = None  # let the service name it from the file name
 
-    send, receive = anyio.create_memory_object_stream[Any](max_buffer_size=16)
-
-    async def pump() -> None:
-        """The body, chunk by chunk, to the upload; once the upload has stopped (refused), the
-        rest is drained so the client gets to read the answer."""
-        body = request.stream()
+    def upload(chunks: Iterator[bytes]) -> Node:
         try:
-            async for chunk in body:
-                if chunk:
-                    await send.send(chunk)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await _drain(request)
-            return
-        except Exception as exc:  # noqa: BLE001 (a disconnect or the body limit, handed on)
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await send.send(_BodyAborted(exc))
-            return
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await send.send(None)
-
-    def chunks() -> Iterator[bytes]:
-        while True:
-            item = anyio.from_thread.run(receive.receive)
-            if item is None:
-                return
-            if isinstance(item, _BodyAborted):
-                raise item
-            yield item
-
-    def upload() -> Node:
-        try:
-            return services.upload(ctx, path, chunks(), content_type=content_type)
+            return services.upload(ctx, path, chunks, content_type=content_type)
         except errors.NotFound as exc:
             raise _write_refused(ctx, path, exc) from None
         except DuplicateNode:
             raise DavError(405, "%(path)s is a folder or a link, not a file.",
                            path=path) from None
 
-    outcome: list[Any] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(pump)
-        try:
-            outcome.append(await anyio.to_thread.run_sync(upload))
-        except Exception as exc:  # noqa: BLE001 (raised below, outside the task group)
-            outcome.append(exc)
-        receive.close()  # a pump still sending learns that the upload stopped, and drains
-    result = outcome[0]
-    if isinstance(result, _BodyAborted):
-        if isinstance(result.cause, BodyTooLarge):
-            raise DavError(413, str(result.cause.detail))
-        raise DavError(400, "The upload did not arrive completely; nothing was stored.")
-    if isinstance(result, Exception):
-        raise result
+    node = await stream_body(request, upload)
     return Response(status_code=204 if existing is not None else 201,
-                    headers={"ETag": etag_of(result),
-                             "Last-Modified": _http_date(result.updated_at)})
+                    headers={"ETag": node.etag,
+                             "Last-Modified": downloads.http_date(node.updated_at)})
 
 
 # ---- routes: MKCOL, DELETE --------------------------------------------------------------------
@@ -1072,9 +847,8 @@ def mkcol(request: Request, ctx: Ctx):
     if _lookup(ctx, path) is not None:
         raise DavError(405, "%(path)s exists already.", path=href_of(path, True))
     _writable_folder(ctx, _parent(path))
-    locks = lock_table(request)
-    check_if(request, path, None, locks)
-    locks.check(path, ctx.subject.id, submitted_tokens(request), membership=True)
+    check_if(request, ctx, path, None)
+    check_locks(ctx, request, path, membership=True)
     try:
         services.create_container(ctx, path)
     except errors.NotFound as exc:
@@ -1096,11 +870,9 @@ def delete(request: Request, ctx: Ctx):
     node = services.get_node(ctx, path)
     if request.headers.get("if-match"):
         _check_preconditions(request, node)
-    locks = lock_table(request)
-    check_if(request, path, node, locks)
-    locks.check(path, ctx.subject.id, submitted_tokens(request), tree=True, membership=True)
-    services.delete(ctx, path)
-    locks.forget(path)
+    check_if(request, ctx, path, node)
+    check_locks(ctx, request, path, tree=True, membership=True)
+    services.delete(ctx, path)  # the locks on and inside it go with it
     return Response(status_code=204)
 
 
@@ -1125,25 +897,21 @@ def _transfer(request: Request, ctx: Context, *, move: bool) -> Response:
     _writable_folder(ctx, _parent(dest))  # 403 for another's space unless shared
     if move and _owner(dest) != node.owner_name:
         raise DavError(403, "Files move only within one user's space; copy them instead.")
-    locks = lock_table(request)
-    tokens = submitted_tokens(request)
-    check_if(request, path, node, locks)
+    check_if(request, ctx, path, node)
     if move:
-        locks.check(path, ctx.subject.id, tokens, tree=True, membership=True)
+        check_locks(ctx, request, path, tree=True, membership=True)
     existing = _lookup(ctx, dest)
     if existing is not None:
         if overwrite == "F":
             raise DavError(412, "%(dest)s exists and Overwrite is F.",
                            dest=href_of(dest, existing.is_container))
-        locks.check(dest, ctx.subject.id, tokens, tree=True, membership=False)
+        check_locks(ctx, request, dest, tree=True)
         services.delete(ctx, dest)
-        locks.forget(dest)
     else:
-        locks.check(dest, ctx.subject.id, tokens, membership=True)
+        check_locks(ctx, request, dest, membership=True)
     try:
         if move:
-            services.move(ctx, path, dest)
-            locks.forget(path)
+            services.move(ctx, path, dest)  # locks name paths: those on the source are dropped
         elif depth == "0" and node.is_container:
             services.create_container(ctx, dest)
         else:
@@ -1187,8 +955,8 @@ async def proppatch(request: Request, ctx: Ctx):
         node = services.get_node(ctx, path) if path else None
         if node is None or not ctx.can(WRITE, node):
             raise DavError(403, "You may not change %(path)s.", path=href_of(path, False))
-        check_if(request, path, node, lock_table(request))
-        lock_table(request).check(path, ctx.subject.id, submitted_tokens(request))
+        check_if(request, ctx, path, node)
+        check_locks(ctx, request, path)
         return node
 
     node = await run_in_threadpool(check)
@@ -1216,8 +984,7 @@ def _lock_target(ctx: Context, request: Request, path: str) -> tuple[Node, bool]
         node = _lookup(ctx, path)
         if node is None:
             _writable_folder(ctx, _parent(path))
-            lock_table(request).check(path, ctx.subject.id, submitted_tokens(request),
-                                      membership=True)
+            check_locks(ctx, request, path, membership=True)
             try:
                 return services.upload(ctx, path, iter(())), True
             except errors.NotFound as exc:
@@ -1227,7 +994,7 @@ def _lock_target(ctx: Context, request: Request, path: str) -> tuple[Node, bool]
     return node, False
 
 
-def _lock_response(lock: Lock, status: int) -> Response:
+def _lock_response(lock: DavLock, status: int) -> Response:
     body = (f'<?xml version="1.0" encoding="utf-8"?>\n<D:prop xmlns:D="DAV:">'
             f"<D:lockdiscovery>{active_lock_xml(lock)}</D:lockdiscovery></D:prop>\n")
     return Response(body, status_code=status, media_type=XML_TYPE,
@@ -1244,12 +1011,16 @@ async def lock(request: Request, ctx: Ctx):
     root = await xml_body(request)
     depth = _depth(request, ("0", "infinity"), "infinity")
     timeout = _timeout(request)
-    table = lock_table(request)
 
     if root is None:  # a refresh: the lock is named in the If header
-        def refresh() -> Lock:
-            check_if(request, path, services.get_node(ctx, path), table)
-            return table.refresh(path, ctx.subject.id, submitted_tokens(request), timeout)
+        def refresh() -> DavLock:
+            check_if(request, ctx, path, services.get_node(ctx, path))
+            try:
+                return services.refresh_lock(ctx, path, submitted_tokens(request), timeout)
+            except LockNotFound:
+                raise DavError(412, "No lock of yours on %(path)s has the token sent.",
+                               condition="lock-token-matches-request-uri",
+                               path=href_of(path, False)) from None
 
         return _lock_response(await run_in_threadpool(refresh), 200)
 
@@ -1269,12 +1040,16 @@ async def lock(request: Request, ctx: Ctx):
         if len(owner_xml) > 4096:
             raise DavError(400, "The lock owner is too long.")
 
-    def acquire() -> tuple[Lock, bool]:
+    def acquire() -> tuple[DavLock, bool]:
         node, made = _lock_target(ctx, request, path)
         if not made:
-            check_if(request, path, node, table)
-        lk = table.acquire(node.path, ctx.subject.id, scope=scope, depth=depth,
-                           owner_xml=owner_xml, timeout=timeout)
+            check_if(request, ctx, path, node)
+        try:
+            lk = services.lock(ctx, node.path, scope=scope, depth=depth, owner_xml=owner_xml,
+                               timeout=timeout)
+        except LockConflict as exc:
+            raise DavError(423, "%(path)s is locked already.", condition="no-conflicting-lock",
+                           path=href_of(exc.params["path"], False)) from None
         return lk, made
 
     lk, made = await run_in_threadpool(acquire)
@@ -1292,5 +1067,12 @@ def unlock(request: Request, ctx: Ctx):
     node = services.get_node(ctx, path) if path else None
     if node is None:
         raise DavError(409, "/dav/ itself holds no locks.")
-    lock_table(request).release(node.path, token, ctx.subject.id)
+    try:
+        services.unlock(ctx, node.path, token)
+    except LockNotFound:
+        raise DavError(409, "No lock with this token covers %(path)s.",
+                       condition="lock-token-matches-request-uri",
+                       path=href_of(path, False)) from None
+    except errors.PermissionDenied:
+        raise DavError(403, "This lock belongs to someone else.") from None
     return Response(status_code=204)

@@ -102,6 +102,11 @@ class Node(Base):
     def owner_name(self) -> str:
         return self.path.split("/", 1)[0]
 
+    @property
+    def etag(self) -> str:
+        """The node's HTTP entity tag (every door's ETag): it changes with every version."""
+        return f'"{self.id}-{self.version}"'
+
 
 class NodeShare(Base):
     """A node (and everything under it) shared with a group, to read or to read and write."""
@@ -126,3 +131,37 @@ class StorageQuota(Base):
                                          primary_key=True)
     used_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     quota_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class DavLock(Base):
+    """A WebDAV write lock (RFC 4918 class 2) on a node path, shared by every server process.
+
+    The token is stored as issued (an opaque `urn:uuid:` URI), not hashed: it is no credential.
+    RFC 4918 publishes it to anyone who may read the node (DAV:lockdiscovery), and submitting
+    it only counts for the user who holds the lock (`user_id`), so knowing it grants nothing.
+    Locks are kept by path, as WebDAV names them; deleting or moving a node drops the locks on
+    it and inside it. A lock past `expires_at` is ignored, and purged by the next LOCK."""
+
+    __tablename__ = "vos_dav_locks"
+    __table_args__ = (sa.Index("ix_vos_dav_locks_path", "path"),
+                      sa.Index("ix_vos_dav_locks_expires_at", "expires_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    path: Mapped[str] = mapped_column(sa.String(1024))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(sa.String(16))  # exclusive | shared
+    depth: Mapped[str] = mapped_column(sa.String(16))  # 0 | infinity
+    owner_xml: Mapped[str] = mapped_column(sa.Text, default="")  # the client's DAV:owner
+    timeout_seconds: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+
+    def covers(self, path: str) -> bool:
+        """The lock protects `path`: it is on it, or deep on a folder above it."""
+        return path == self.path or (self.depth == "infinity"
+                                     and path.startswith(self.path + "/"))
+
+    def inside(self, path: str) -> bool:
+        """The lock is on something inside the folder `path`."""
+        return self.path.startswith(path + "/")

@@ -23,19 +23,24 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote, unquote_to_bytes
 
-import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.requests import ClientDisconnect
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from astrocloud.cloud import services
 from astrocloud.cloud.models import Node
-from astrocloud.cloud.schemas import MoveIn, NodeListing, NodeOut, ShareIn, UsageOut
+from astrocloud.cloud.schemas import (
+    MoveIn,
+    NodeListing,
+    NodeOut,
+    ShareIn,
+    UsageOut,
+    served_file,
+)
 from astrocloud.cloud.services import CloudOps
 from astrocloud.core import errors
 from astrocloud.core.i18n import _, gettext
@@ -43,12 +48,12 @@ from astrocloud.core.identity import services as identity
 from astrocloud.core.identity.operations import IdentityOps
 from astrocloud.core.identity.pages import flash_redirect
 from astrocloud.core.service import Context
+from astrocloud.core.web import downloads
 from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.inputs import FormText
-from astrocloud.core.web.middleware import BodyTooLarge
-from astrocloud.core.web.ranges import RangeNotSatisfiable, parse_byte_range
 from astrocloud.core.web.routing import PUBLIC, uses
 from astrocloud.core.web.templating import render
+from astrocloud.core.web.uploads import stream_body
 
 api = APIRouter(prefix="/api/v1/vos", tags=["myvospace"], route_class=AuditedRoute)
 pages = APIRouter(include_in_schema=False, route_class=AuditedRoute)
@@ -58,10 +63,7 @@ READ, WRITE, SHARE, QUOTA = (CloudOps.VOS_READ, CloudOps.VOS_WRITE, CloudOps.VOS
 
 PAGE_SIZE = 100  # children per page of a folder
 MAX_PAGE = 1000
-CHUNK = 1024 * 1024
-# After a refused upload, read (and drop) at most this much of the rest of the body so that
-# the client, still sending, gets to read the answer; beyond it the connection is dropped.
-DRAIN_LIMIT = 32 * 1024 * 1024
+CHUNK = 1024 * 1024  # read from a form upload's spooled file at a time
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="children per page")]
 After = Annotated[str | None, Query(max_length=255, description="the last name of the previous "
                                                                 "page")]
@@ -76,20 +78,6 @@ class InvalidPath(errors.ValidationFailed):
 
     status = 400
     code = "invalid-path"
-
-
-class UploadAborted(errors.DomainError):
-    """The request body stopped before its end: nothing is stored."""
-
-    status = 400
-    code = "upload-aborted"
-    title = _("The upload did not arrive completely")
-
-
-class BodyLimit(errors.DomainError):
-    status = 413
-    code = "payload-too-large"
-    title = _("Request too large")
 
 
 def node_path(request: Request, path: str, prefix: str) -> str:
@@ -153,26 +141,6 @@ def node_out(ctx: Context, node: Node, *, shares: bool = False) -> NodeOut:
 
 # ---- bytes out: one streaming answer for the API and the browser ------------------------------
 
-# Types a browser would run or render as a page: never served as such from this origin.
-_ACTIVE = re.compile(r"html|javascript|ecmascript|xml|svg|multipart|x-shockwave", re.I)
-
-
-def _range(header: str | None, size: int) -> tuple[int, int] | None | bool:
-    """[start, end) of a single `bytes=` range, None to send everything, False when it cannot
-    be satisfied: the platform's one parser, except that a range unit other than bytes is
-    ignored, as RFC 9110 §14.2 requires."""
-    if header and header.partition("=")[0].strip().lower() != "bytes":
-        return None
-    try:
-        return parse_byte_range(header, size)
-    except RangeNotSatisfiable:
-        return False
-
-
-def _disposition(name: str) -> str:
-    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", name) or "file"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
 
 def file_response(request: Request, ctx: Context, path: str) -> Response:
     """A data node's bytes: whole, or one byte range (206); 304 when the caller's copy is
@@ -180,31 +148,12 @@ def file_response(request: Request, ctx: Context, path: str) -> Response:
     node = services.get_node(ctx, path)
     if node.kind != "data":
         raise errors.ValidationFailed("%(path)s is not a file.", field="path", path=node.path)
-    etag = f'"{node.id}-{node.version}"'
-    modified = node.updated_at.strftime("%a, %d %b %Y %H:%M:%S GMT")
-    ctype = node.content_type or "application/octet-stream"
-    headers = {"etag": etag, "last-modified": modified, "accept-ranges": "bytes",
-               "content-disposition": _disposition(node.name),
-               "cache-control": "private, no-cache",
-               "content-security-policy": "sandbox; default-src 'none'"}
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=headers)
-    if_range = request.headers.get("if-range")
-    span = None if if_range and if_range not in (etag, modified) else \
-        _range(request.headers.get("range"), node.size)
-    if span is False:
-        headers["content-range"] = f"bytes */{node.size}"
-        return Response(status_code=416, headers=headers)
-    start, end = span or (0, node.size)
-    status = 206 if span else 200
-    if span:
-        headers["content-range"] = f"bytes {start}-{end - 1}/{node.size}"
-    headers["content-length"] = str(end - start)
-    media_type = "application/octet-stream" if _ACTIVE.search(ctype) else ctype
-    if request.method == "HEAD":
-        return Response(status_code=status, headers=headers, media_type=media_type)
-    _, stream = services.download(ctx, path, start=start, end=end if span else None)
-    return StreamingResponse(stream, status_code=status, headers=headers, media_type=media_type)
+
+    def open_bytes(start: int, end: int | None) -> Iterator[bytes]:
+        return services.download(ctx, path, start=start, end=end)[1]
+
+    return downloads.file_response(request, served_file(node), open_bytes,
+                                   disposition="attachment")
 
 
 # ---- bytes in ---------------------------------------------------------------------------------
@@ -222,80 +171,19 @@ def _content_type(value: str | None, name: str | None = None) -> str | None:
     return ctype
 
 
-async def _drain(request: Request) -> None:
-    """Read and drop what is left of a refused body (up to DRAIN_LIMIT)."""
-    dropped = 0
-    with anyio.move_on_after(30):
-        while dropped <= DRAIN_LIMIT:
-            try:
-                message = await request.receive()
-            except Exception:  # noqa: BLE001 (over the body limit, or gone: stop reading)
-                return
-            if message["type"] != "http.request":
-                return
-            dropped += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return
-
-
 async def stream_upload(request: Request, ctx: Context, path: str,
                         content_type: str | None) -> tuple[Node, bool]:
-    """Upload the request body to `path` as it arrives: (node, created). The service runs in
-    a worker thread and pulls the chunks the event loop receives through a small buffer."""
-    send, receive = anyio.create_memory_object_stream[Any](max_buffer_size=16)
-    ended = False
+    """Upload the request body to `path` as it arrives: (node, created)."""
 
-    async def pump() -> None:
-        # ASGI messages read one by one (not request.stream()), so that `ended` is true as soon
-        # as the last one is in hand, even if the pump is cancelled before passing it on: the
-        # rest of a refused body is drained only when there is a rest.
-        nonlocal ended
-        try:
-            while not ended:
-                message = await request.receive()
-                if message["type"] != "http.request":
-                    raise ClientDisconnect()
-                ended = not message.get("more_body", False)
-                if message.get("body"):
-                    await send.send(message["body"])
-        except Exception as exc:  # noqa: BLE001 (disconnect or body limit: handed on)
-            ended = True
-            await send.send(exc)
-            return
-        await send.send(None)
-
-    def chunks() -> Iterator[bytes]:
-        while True:
-            item = anyio.from_thread.run(receive.receive)
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                if isinstance(item, BodyTooLarge):
-                    raise BodyLimit("%(detail)s", detail=item.detail)
-                raise UploadAborted(_("The upload stopped before its end; nothing was stored."))
-            yield item
-
-    def run() -> tuple[Node, bool]:
+    def run(chunks: Iterator[bytes]) -> tuple[Node, bool]:
         try:
             existed = services.get_node(ctx, path).kind == "data"
         except (errors.NotFound, errors.ValidationFailed):
             existed = False
         with signed_in_or_401(ctx):
-            return services.upload(ctx, path, chunks(), content_type=content_type), not existed
+            return services.upload(ctx, path, chunks, content_type=content_type), not existed
 
-    outcome: list[Any] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(pump)
-        try:
-            outcome.append(await anyio.to_thread.run_sync(run))
-        except Exception as exc:  # noqa: BLE001 (raised below, outside the task group)
-            outcome.append(exc)
-        group.cancel_scope.cancel()  # the service may stop before the body ends
-    if isinstance(outcome[0], Exception):
-        if not ended and not isinstance(outcome[0], UploadAborted | BodyLimit):
-            await _drain(request)
-        raise outcome[0]
-    return outcome[0]
+    return await stream_body(request, run)
 
 
 def _file_parts(upload: UploadFile) -> Iterator[bytes]:

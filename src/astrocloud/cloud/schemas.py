@@ -1,4 +1,5 @@
-"""JSON shapes of the MyVOSpace API under /api/v1/vos (requests forbid unknown fields)."""
+"""JSON shapes of the MyVOSpace API under /api/v1/vos (requests forbid unknown fields), and
+what every door serves a file node as."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from astrocloud.cloud.models import Node
+from astrocloud.core.web.downloads import ServedFile
 from astrocloud.core.web.inputs import StrictModel
+
+
+def served_file(node: Node) -> ServedFile:
+    """A data node as the shared file-serving answer (`core.web.downloads`) needs it."""
+    return ServedFile(size=node.size, etag=node.etag, modified=node.updated_at,
+                      content_type=node.content_type, name=node.name)
 
 GroupNames = list[str]
 

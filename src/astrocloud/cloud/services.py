@@ -4,25 +4,41 @@ Paths are "<username>/<rest>"; the user's root container is "<username>". Bytes 
 storage layer under `ac://vos/<path>`. Who may read, write or share a node is decided by the
 security framework's rules (cloud/policy.toml): owners, groups a node or a folder above it is
 shared with, and the public for published nodes. Quotas are enforced while bytes stream in.
+
+Uploads and copies move their bytes with no transaction open and record them in a short
+writing one that checks again what may have changed meanwhile (NodeBusy). WebDAV's write locks
+are rows of the database, shared by every server process (see "WebDAV locks" below).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import mimetypes
+import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 
-from astrocloud.cloud.models import Node, NodeShare, StorageQuota
-from astrocloud.core.db import utcnow
-from astrocloud.core.errors import Conflict, DomainError, NotFound, ValidationFailed
+# Imported for its side effect: the channel's periodic jobs are declared wherever the services
+# are loaded, so every worker (`astrocloud serve`, `astrocloud worker`) schedules them.
+from astrocloud.cloud import tasks as _tasks  # noqa: F401
+from astrocloud.cloud.models import DavLock, Node, NodeShare, StorageQuota
+from astrocloud.core.db import WRITE_OPTION, utcnow
+from astrocloud.core.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from astrocloud.core.i18n import _
 from astrocloud.core.identity.models import Group, User
 from astrocloud.core.security.operations import Action, OperationSet
 from astrocloud.core.service import Context, operation
-from astrocloud.core.storage.dal import MAX_PATH, check_path
+from astrocloud.core.storage.dal import MAX_PATH, Staged, check_path
 
 URI_PREFIX = "ac://vos/"
 # Astronomy's own types first (RFC 4047), before the system's guesses.
@@ -66,6 +82,28 @@ class QuotaExceeded(DomainError):
     title = _("Not enough space")
 
 
+class NodeLocked(DomainError):
+    """A write lock held by someone else (or whose token was not sent) protects the node."""
+
+    status = 423
+    code = "node-locked"
+    title = _("The node is locked")
+
+
+class LockConflict(NodeLocked):
+    """A new lock would overlap one that is held already (an exclusive lock on either side)."""
+
+    code = "lock-conflict"
+
+
+class LockNotFound(DomainError):
+    """No live lock of the caller's with the token sent covers the node."""
+
+    status = 409
+    code = "lock-not-found"
+    title = _("No such lock")
+
+
 # ---- paths ------------------------------------------------------------------------------------
 
 
@@ -100,12 +138,23 @@ def _owner_of(ctx: Context, path: str) -> User:
 
 def _root(ctx: Context, user: User) -> Node:
     root = _find(ctx, user.username)
-    if root is None:
-        root = Node(owner_id=user.id, path=user.username, name=user.username,
-                    kind="container", parent_id=None)
+    if root is not None:
+        return root
+    values = {"owner_id": user.id, "path": user.username, "name": user.username,
+              "kind": "container", "parent_id": None}
+    if ctx.db.connection().get_execution_options().get(WRITE_OPTION):
+        root = Node(**values)
         ctx.db.add(root)
         ctx.db.flush()
-    return root
+        return root
+    # In the reading part of a streaming operation (a first upload or copy into a space), a
+    # write would upgrade its read transaction, which SQLite refuses once another writer came
+    # first. The root is made in a short writing transaction of its own instead; of two first
+    # uses, the loser's insert does nothing.
+    ctx.database.begin_write(ctx.db)
+    ctx.db.execute(_insert_for(ctx)(Node).values(**values).on_conflict_do_nothing())
+    ctx.db.commit()
+    return _find(ctx, user.username)
 
 
 def _node(ctx: Context, path: str, op=CloudOps.VOS_READ) -> Node:
@@ -401,6 +450,7 @@ def delete(ctx: Context, path: str) -> None:
     quota_row.used_bytes = max(0, quota_row.used_bytes - freed)
     ctx.db.execute(sa.delete(Node).where(Node.id.in_([n.id for n in _subtree(ctx, node)])))
     ctx.db.delete(node)
+    _drop_locks(ctx, node.path)
     parent.updated_at = utcnow()
 
 
@@ -425,6 +475,7 @@ def move(ctx: Context, src: str, dest: str) -> Node:
     if parent.owner_id != node.owner_id:
         raise ValidationFailed("Nodes move only within one user's space; copy them instead.",
                                field="dest")
+    _drop_locks(ctx, node.path)  # a lock names a path: it does not follow the node (RFC 4918)
     old_prefix = node.path + "/"
     for child in _subtree(ctx, node):
         child.path = dest + "/" + child.path[len(old_prefix):]
@@ -435,37 +486,108 @@ def move(ctx: Context, src: str, dest: str) -> Node:
     return node
 
 
-@operation(CloudOps.VOS_WRITE)
+@dataclass(frozen=True)
+class _CopyItem:
+    """What a copy read of one source node before its bytes moved."""
+
+    node_id: int
+    version: int
+    path: str  # the copy's path
+    kind: str
+    content_type: str
+    link_target: str | None
+    properties: str
+    file_id: int | None
+    size: int
+
+
+@operation(CloudOps.VOS_WRITE, streaming=True)
 def copy(ctx: Context, src: str, dest: str) -> Node:
-    """Copy a node (a folder recursively); the copy's bytes count against its owner's quota."""
+    """Copy a node (a folder recursively); the copy's bytes count against its owner's quota.
+
+    Like `upload`, the bytes move without holding the database: the sources are read and
+    checked first, the copies staged outside any transaction, then a short writing transaction
+    re-checks (the sources unchanged, the destination still free, the quota still enough) and
+    records them. A change in between is NodeBusy; staged bytes are removed on any failure."""
     node = _node(ctx, src)
     dest, parent = _destination(ctx, node, dest)
     items = [node, *(_subtree(ctx, node) if node.is_container else [])]
-    total = sum(i.size for i in items if i.kind == "data")
-    quota_row = _quota_row(ctx, parent.owner_id)
-    if quota_row.used_bytes + total > _quota_of(ctx, quota_row):
+    plan = [_CopyItem(i.id, i.version, dest + i.path[len(node.path):], i.kind, i.content_type,
+                      i.link_target, i.properties, i.file_id, i.size) for i in items]
+    total = sum(i.size for i in plan if i.kind == "data")
+    if total > _room(ctx, parent.owner_id):
         raise QuotaExceeded("The copy does not fit in the space of %(owner)s.",
                             owner=parent.owner_name)
-    from astrocloud.core.storage.models import StoredFile
+    src_path, owner_id, parent_id = node.path, parent.owner_id, parent.id
+    ctx.db.commit()  # nothing is held while the bytes move
+    storage = ctx.runtime.storage
+    staged: dict[str, Staged] = {}
+    try:
+        for item in plan:
+            if item.kind == "data" and item.file_id is not None:
+                staged[item.path] = _stage_copy(ctx, item, src_path)
+                ctx.db.commit()  # no snapshot kept from one file to the next
+        ctx.begin_write()
+        ctx.db.expire_all()  # what we read before the transfer may have changed since
+        return _record_copy(ctx, src_path, dest, plan, staged, owner_id, parent_id)
+    except BaseException as exc:
+        ctx.db.rollback()
+        for done in staged.values():
+            storage.discard(ctx.db, done)
+        if isinstance(exc, StaleDataError):
+            raise NodeBusy("%(path)s was changed while it was being copied; try again.",
+                           path=src_path) from None
+        raise
 
+
+def _stage_copy(ctx: Context, item: _CopyItem, src_path: str) -> Staged:
+    """Stream one source file's bytes to a fresh staged object for its copy."""
+    from astrocloud.core.storage.models import StoredFile
+    from astrocloud.core.storage.tasks import mark_bad
+
+    record = ctx.db.get(StoredFile, item.file_id)
+    if record is None:  # replaced or deleted since it was read
+        raise NodeBusy("%(path)s was changed while it was being copied; try again.",
+                       path=src_path)
+    runtime = ctx.runtime
+    chunks = runtime.storage.open(ctx.db, record,
+                                  on_bad_replica=lambda rid, why: mark_bad(runtime, rid, why))
+    return runtime.storage.stage(ctx.db, URI_PREFIX + item.path, chunks)
+
+
+def _record_copy(ctx: Context, src_path: str, dest: str, plan: list[_CopyItem],
+                 staged: dict[str, Staged], owner_id: int, parent_id: int) -> Node:
+    quota_row = _quota_row(ctx, owner_id)
+    source = _find(ctx, src_path)
+    now_there = {} if source is None else \
+        {n.id: n.version for n in [source, *_subtree(ctx, source)]}
+    if now_there != {i.node_id: i.version for i in plan}:
+        raise NodeBusy("%(path)s was changed while it was being copied; try again.",
+                       path=src_path)
+    parent = ctx.db.get(Node, parent_id)
+    if parent is None:
+        raise NodeBusy("The folder of %(path)s was removed while the copy ran.", path=dest)
+    if _find(ctx, dest) is not None:
+        raise NodeBusy("%(path)s was created by someone else while the copy ran.", path=dest)
+    total = sum(s.size for s in staged.values())
+    if quota_row.used_bytes + total > _quota_of(ctx, quota_row):
+        raise QuotaExceeded("The copy does not fit in the space of %(owner)s.",
+                            owner=dest.split("/", 1)[0])
     storage = ctx.runtime.storage
     created: dict[str, Node] = {}
-    for item in items:
-        new_path = dest + item.path[len(node.path):]
-        new_parent = parent if item is node else created[parent_of(new_path)]
-        copy_node = _new_node(ctx, new_path, item.kind, new_parent,
+    for item in plan:
+        new_parent = parent if item.path == dest else created[parent_of(item.path)]
+        copy_node = _new_node(ctx, item.path, item.kind, new_parent,
                               content_type=item.content_type, link_target=item.link_target,
                               properties=item.properties)
-        if item.kind == "data" and item.file_id is not None:
-            record = ctx.db.get(StoredFile, item.file_id)
-            chunks = storage.open(ctx.db, record)
-            new_record = storage.write(ctx.db, URI_PREFIX + new_path, chunks,
-                                       owner_id=parent.owner_id,
-                                       content_type=item.content_type)
-            copy_node.file_id, copy_node.size = new_record.id, item.size
-        created[new_path] = copy_node
+        if item.path in staged:
+            record = storage.record(ctx.db, staged[item.path], owner_id=owner_id,
+                                    content_type=item.content_type)
+            copy_node.file_id, copy_node.size = record.id, staged[item.path].size
+        created[item.path] = copy_node
     quota_row.used_bytes += total
     ctx.db.flush()
+    ctx.set_target(created[dest])
     return created[dest]
 
 
@@ -521,3 +643,116 @@ def shares_of(ctx: Context, node: Node) -> tuple[list[str], list[str]]:
                           .join(NodeShare, NodeShare.group_id == Group.id)
                           .where(NodeShare.node_id == node.id).order_by(Group.name)).all()
     return [n for n, w in rows if not w], [n for n, w in rows if w]
+
+
+# ---- WebDAV locks -----------------------------------------------------------------------------
+#
+# Write locks live in the database so that every server process sees the same ones. Taking a
+# lock is serialised per user space: SQLite's writing transaction (BEGIN IMMEDIATE) admits one
+# writer at a time, and on PostgreSQL the space's root node is locked FOR UPDATE first, so of
+# two LOCK requests for overlapping paths, in any processes, exactly one wins.
+
+LOCK_SCOPES = ("exclusive", "shared")
+LOCK_DEPTHS = ("0", "infinity")
+
+
+def _lock_scope(path: str) -> list[str]:
+    """`path` and every folder above it."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def live_locks(ctx: Context, path: str, *, inside: bool = False) -> list[DavLock]:
+    """The unexpired locks on `path` and on the folders above it; with `inside`, also those
+    on anything within it. The caller has already found `path` readable: a lock says no more
+    about a node than the node itself."""
+    on_path = DavLock.path.in_(_lock_scope(path))
+    if inside:
+        prefix = path + "/"
+        on_path = sa.or_(on_path, sa.func.substr(DavLock.path, 1, len(prefix)) == prefix)
+    return list(ctx.db.scalars(sa.select(DavLock).where(on_path, DavLock.expires_at > utcnow())
+                               .order_by(DavLock.id)))
+
+
+def protecting(locks: Iterable[DavLock], path: str, *, tree: bool = False,
+               membership: bool = False) -> list[DavLock]:
+    """Of `locks`, those that protect `path`: its own and its ancestors' deep ones; with
+    `tree`, those inside it too; with `membership`, any lock on its folder (adding or removing
+    a member changes the folder)."""
+    parent = parent_of(path)
+    return [lk for lk in locks if lk.covers(path) or (tree and lk.inside(path))
+            or (membership and parent is not None and lk.path == parent)]
+
+
+def check_unlocked(ctx: Context, path: str, tokens: set[str], *, tree: bool = False,
+                   membership: bool = False) -> None:
+    """Raise NodeLocked unless every lock protecting `path` is the caller's and its token was
+    submitted (see `protecting` for `tree` and `membership`)."""
+    locks = live_locks(ctx, path, inside=tree)
+    for lk in protecting(locks, path, tree=tree, membership=membership):
+        if lk.token not in tokens or lk.user_id != ctx.subject.id:
+            raise NodeLocked("%(path)s is locked.", path=lk.path)
+
+
+def _serialise_locking(ctx: Context, path: str) -> None:
+    """Queue behind any other transaction taking a lock in the same space (see above)."""
+    ctx.db.execute(sa.select(Node.id).where(Node.path == path.split("/", 1)[0])
+                   .with_for_update())
+
+
+@operation(CloudOps.VOS_WRITE)
+def lock(ctx: Context, path: str, *, scope: str = "exclusive", depth: str = "infinity",
+         owner_xml: str = "", timeout: int = 3600) -> DavLock:
+    """Take a write lock on a node the caller may write (423 LockConflict when an overlapping
+    lock is held and either is exclusive). Expired locks are purged on the way."""
+    if scope not in LOCK_SCOPES or depth not in LOCK_DEPTHS or not 0 < timeout <= 2**31 - 1:
+        raise ValidationFailed("A lock is exclusive or shared, of depth 0 or infinity, for a "
+                               "positive number of seconds.", field="lock")
+    node = _node(ctx, path, CloudOps.VOS_WRITE)
+    _serialise_locking(ctx, node.path)
+    now = utcnow()
+    ctx.db.execute(sa.delete(DavLock).where(DavLock.expires_at <= now))
+    for held in live_locks(ctx, node.path, inside=depth == "infinity"):
+        clash = held.covers(node.path) or (depth == "infinity" and held.inside(node.path))
+        if clash and "exclusive" in (held.scope, scope):
+            raise LockConflict("%(path)s is locked already.", path=held.path)
+    new = DavLock(token=f"urn:uuid:{uuid.uuid4()}", path=node.path, user_id=ctx.subject.id,
+                  scope=scope, depth=depth, owner_xml=owner_xml, timeout_seconds=timeout,
+                  created_at=now, expires_at=now + dt.timedelta(seconds=timeout))
+    ctx.db.add(new)
+    ctx.db.flush()
+    return new
+
+
+@operation(CloudOps.VOS_WRITE)
+def refresh_lock(ctx: Context, path: str, tokens: set[str], timeout: int) -> DavLock:
+    """Give the caller's live lock covering `path` whose token was sent a new timeout."""
+    node = _node(ctx, path, CloudOps.VOS_WRITE)
+    for held in live_locks(ctx, node.path):
+        if held.token in tokens and held.covers(node.path) and held.user_id == ctx.subject.id:
+            held.timeout_seconds = timeout
+            held.expires_at = utcnow() + dt.timedelta(seconds=timeout)
+            ctx.db.flush()
+            return held
+    raise LockNotFound("No lock of yours on %(path)s has the token sent.", path=node.path)
+
+
+@operation(CloudOps.VOS_WRITE)
+def unlock(ctx: Context, path: str, token: str) -> None:
+    """Release a lock: only its holder may, naming a node it covers."""
+    node = _node(ctx, path)
+    held = ctx.db.scalar(sa.select(DavLock).where(DavLock.token == token,
+                                                  DavLock.expires_at > utcnow()))
+    if held is None or not held.covers(node.path):
+        raise LockNotFound("No lock with this token covers %(path)s.", path=node.path)
+    if held.user_id != ctx.subject.id:
+        raise PermissionDenied("This lock belongs to someone else.",
+                               operation=CloudOps.VOS_WRITE.name)
+    ctx.db.delete(held)
+
+
+def _drop_locks(ctx: Context, path: str) -> None:
+    """Forget the locks on a node and inside it (it is being deleted or moved away)."""
+    prefix = path + "/"
+    ctx.db.execute(sa.delete(DavLock).where(sa.or_(
+        DavLock.path == path, sa.func.substr(DavLock.path, 1, len(prefix)) == prefix)))

@@ -22,7 +22,8 @@ InternalFault 500.
 Transfers run synchronously when asked to run (PHASE=RUN, or any POST to /synctrans); every
 UWS job is a row of the platform's job table (task `cloud.vos.transfer`), so users also follow
 it with their other jobs. A pushToVoSpace job stays EXECUTING until the bytes arrive through
-its endpoint.
+its endpoint. Each job has a UWS destruction time, after which the hourly
+`cloud.vos.expire_transfers` job removes it; a job never run expires sooner (`cloud.tasks`).
 """
 
 from __future__ import annotations
@@ -40,16 +41,18 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from astrocloud.cloud import services
 from astrocloud.cloud import vospace_xml as vx
 from astrocloud.cloud.models import Node, NodeShare
+from astrocloud.cloud.schemas import served_file
 from astrocloud.cloud.services import CloudOps, DuplicateNode
+from astrocloud.cloud.tasks import TRANSFER_TASK as TASK
+from astrocloud.cloud.tasks import destruction_of
 from astrocloud.core import errors
 from astrocloud.core.db import utcnow
 from astrocloud.core.identity.models import Group, User
@@ -59,18 +62,16 @@ from astrocloud.core.jobs.services import JobOps
 from astrocloud.core.security.engine import load_subject
 from astrocloud.core.service import Context, operation
 from astrocloud.core.storage.backends import sign, verify_signature
+from astrocloud.core.web import downloads
 from astrocloud.core.web.context import AuditedRoute, request_context
-from astrocloud.core.web.downloads import DOWNLOAD_HEADERS, served_type
 from astrocloud.core.web.errors import ERROR_RENDERERS
-from astrocloud.core.web.middleware import BodyTooLarge
-from astrocloud.core.web.ranges import RangeNotSatisfiable, parse_byte_range
 from astrocloud.core.web.routing import PUBLIC, uses
+from astrocloud.core.web.uploads import UploadAborted, stream_body
 
 api = APIRouter(prefix="/vospace", tags=["vospace"], route_class=AuditedRoute)
 Ctx = Annotated[Context, Depends(request_context)]
 
 XML = "text/xml"
-TASK = "cloud.vos.transfer"
 MAX_PAGE = 10_000  # children per node document when the client sets no smaller limit
 READ, WRITE, SHARE, QUOTA = (CloudOps.VOS_READ, CloudOps.VOS_WRITE, CloudOps.VOS_SHARE,
                              CloudOps.VOS_QUOTA)
@@ -97,6 +98,7 @@ _BY_CODE = {
     "permission-denied": ("PermissionDenied", 403), "csrf-failed": ("PermissionDenied", 403),
     "not-authenticated": ("PermissionDenied", 401), "quota-exceeded": ("QuotaExceeded", 413),
     "payload-too-large": ("RequestEntityTooLarge", 413),
+    "upload-aborted": ("TransferFailed", 400),
     "request-too-large": ("RequestEntityTooLarge", 413),
     "method-not-allowed": ("OperationNotSupported", 405),
     "internal-error": ("InternalFault", 500),
@@ -596,25 +598,12 @@ def _signed_subject(ctx: Context, request: Request, path: str, method: str) -> N
 # ---- the bytes --------------------------------------------------------------------------------
 
 
-def _range(header: str | None, size: int) -> tuple[int, int] | None:
-    """[start, end) of a single `bytes=` range, None for the whole file; 416 if unsatisfiable."""
-    try:
-        return parse_byte_range(header, size)
-    except RangeNotSatisfiable:
-        raise _Unsatisfiable(size) from None
-
-
-class _Unsatisfiable(Exception):
-    def __init__(self, size: int):
-        self.size = size
-
-
 def _data_headers(node: Node) -> dict[str, str]:
-    name = node.path.rsplit("/", 1)[-1]
+    """The validators and name of a data node, as a PUT echoes them."""
     return {"accept-ranges": "bytes",
-            "content-disposition": f"inline; filename*=UTF-8''{quote(name)}",
-            "last-modified": node.updated_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-            "etag": f'"{node.id}-{node.version}"'}
+            "content-disposition": downloads.content_disposition("inline", node.name),
+            "last-modified": downloads.http_date(node.updated_at),
+            "etag": node.etag}
 
 
 @api.get("/data/{path:path}", openapi_extra=uses(READ), summary="Download a file (pull)")
@@ -625,35 +614,12 @@ def get_data(request: Request, path: str, ctx: Ctx):
     node = services.get_node(ctx, path)
     if node.kind != "data":
         raise VOSpaceFault("InvalidArgument", f"{_uri(ctx, path)} is not a DataNode")
-    headers = _data_headers(node)
-    try:
-        span = _range(request.headers.get("range"), node.size)
-    except _Unsatisfiable as exc:
-        return Response(status_code=416, headers={"content-range": f"bytes */{exc.size}"})
-    start, end = span or (0, node.size)
-    headers["content-length"] = str(end - start)
-    status = 200
-    if span is not None:
-        status = 206
-        headers["content-range"] = f"bytes {start}-{end - 1}/{node.size}"
-    headers.update(DOWNLOAD_HEADERS)
-    media_type = served_type(node.content_type)
-    if request.method == "HEAD":
-        return Response(status_code=status, headers=headers, media_type=media_type)
-    _, stream = services.download(ctx, path, start=start, end=end if span else None)
-    return StreamingResponse(stream, status_code=status, headers=headers, media_type=media_type)
 
+    def open_bytes(start: int, end: int | None) -> Iterator[bytes]:
+        return services.download(ctx, path, start=start, end=end)[1]
 
-class _BodyAborted(errors.DomainError):
-    """The request body stopped (client gone, or over the size limit): nothing is stored."""
-
-    status = 400
-    code = "vospace-fault"
-
-    def __init__(self, cause: BaseException):
-        super().__init__("The upload did not arrive completely.")
-        self.cause = cause
-        self.extra = {"fault": "TransferFailed"}
+    return downloads.file_response(request, served_file(node), open_bytes,
+                                   disposition="inline")
 
 
 def _expected_md5(request: Request) -> str | None:
@@ -676,28 +642,12 @@ async def put_data(request: Request, path: str, ctx: Ctx):
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype in ("", "application/octet-stream", "application/x-www-form-urlencoded"):
         ctype = None  # let the service name it from the file name
-    send, receive = anyio.create_memory_object_stream[Any](max_buffer_size=16)
     md5 = hashlib.md5()
 
-    async def pump():
-        try:
-            async for chunk in request.stream():
-                if chunk:
-                    await send.send(chunk)
-        except Exception as exc:  # noqa: BLE001 (disconnect or body limit: handed on)
-            await send.send(exc)
-            return
-        await send.send(None)
-
-    def chunks() -> Iterator[bytes]:
-        while True:
-            item = anyio.from_thread.run(receive.receive)
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise _BodyAborted(item)
-            md5.update(item)
-            yield item
+    def hashed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            md5.update(chunk)
+            yield chunk
         if expected and md5.hexdigest() != expected:
             raise VOSpaceFault("InvalidData", "the bytes received do not match the Digest "
                                               "header's MD5", 412)
@@ -708,11 +658,11 @@ async def put_data(request: Request, path: str, ctx: Ctx):
         except errors.NotFound:
             return False
 
-    def upload():
+    def upload(chunks: Iterator[bytes]) -> Node:
         try:
-            node = services.upload(ctx, path, chunks(), content_type=ctype)
+            node = services.upload(ctx, path, hashed(chunks), content_type=ctype)
         except errors.DomainError as exc:
-            if job and not isinstance(exc, _BodyAborted):
+            if job and not isinstance(exc, UploadAborted):
                 _finish_push(ctx, job, exc)
             raise
         if job:
@@ -720,19 +670,7 @@ async def put_data(request: Request, path: str, ctx: Ctx):
         return node
 
     replaced = await run_in_threadpool(existed)
-    outcome: list[Any] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(pump)
-        try:
-            outcome.append(await anyio.to_thread.run_sync(upload))
-        except Exception as exc:  # noqa: BLE001 (raised below, outside the task group)
-            outcome.append(exc)
-        group.cancel_scope.cancel()  # the service may stop before reading the whole body
-    if isinstance(outcome[0], _BodyAborted) and isinstance(outcome[0].cause, BodyTooLarge):
-        raise VOSpaceFault("RequestEntityTooLarge", str(outcome[0].cause.detail), 413)
-    if isinstance(outcome[0], Exception):
-        raise outcome[0]
-    node = outcome[0]
+    node = await stream_body(request, upload)
 
     headers = _data_headers(node)
     headers["digest"] = "md5=" + base64.b64encode(md5.digest()).decode()
@@ -928,23 +866,26 @@ def _run(ctx: Context, request: Request, job_id: int) -> None:
         return
     transfer = _transfer_of(job)
 
-    def execute(ctx: Context) -> None:
-        row = ctx.db.get(Job, job_id)
-        if transfer.internal:
-            if transfer.keep_bytes is None:
-                raise VOSpaceFault("InvalidArgument", "keepBytes is required for a move or "
-                                                      "copy")
-            _set_state(row, "COMPLETED", **_internal(ctx, transfer))
-        else:
-            result = _negotiate(ctx, request, transfer, job_id)
-            negotiated = [{"uri": p.uri, "securityMethods": p.security_methods}
-                          for p in result.protocols]
-            phase = "EXECUTING" if transfer.direction == vx.PUSH_TO else "COMPLETED"
-            _set_state(row, phase, target=result.target, protocols=negotiated,
-                       results=[["dataNode", result.target]])
+    def negotiate(ctx: Context) -> None:
+        result = _negotiate(ctx, request, transfer, job_id)
+        negotiated = [{"uri": p.uri, "securityMethods": p.security_methods}
+                      for p in result.protocols]
+        phase = "EXECUTING" if transfer.direction == vx.PUSH_TO else "COMPLETED"
+        _set_state(ctx.db.get(Job, job_id), phase, target=result.target,
+                   protocols=negotiated, results=[["dataNode", result.target]])
+
+    def completed(ctx: Context, state: dict) -> None:
+        _set_state(ctx.db.get(Job, job_id), "COMPLETED", **state)
 
     try:
-        _in_unit(_op_for(transfer), execute, ctx)
+        if not transfer.internal:
+            _in_unit(_op_for(transfer), negotiate, ctx)
+        elif transfer.keep_bytes is None:
+            raise VOSpaceFault("InvalidArgument", "keepBytes is required for a move or copy")
+        else:
+            # The move or copy is its own unit of work: a copy moves its bytes with no
+            # transaction open, which it could not do inside another operation's.
+            _in_unit(_op_for(transfer), completed, ctx, _internal(ctx, transfer))
     except errors.DomainError as exc:
         fault, text = _fault_text(exc)
         _in_unit(_op_for(transfer), _fail, ctx, job_id, fault, text)
@@ -1005,7 +946,8 @@ def _job_view(ctx: Context, request: Request, job: Job) -> vx.JobView:
     owner = ctx.db.get(User, job.owner_id) if job.owner_id else None
     return vx.JobView(job_id=str(job.id), phase=phase_of(job),
                       owner=owner.username if owner else None, created=job.created_at,
-                      started=job.started_at, ended=job.finished_at, destruction=None,
+                      started=job.started_at, ended=job.finished_at,
+                      destruction=destruction_of(job, ctx.settings),
                       transfer=_transfer_of(job), results=results,
                       error=state.get("summary") if phase_of(job) == "ERROR" else None,
                       href=base)
@@ -1147,8 +1089,8 @@ def get_job_item(request: Request, job_id: str, item: str, ctx: Ctx):
     """The small UWS job resources: executionduration, destruction, quote, owner, parameters."""
     job = _get_job(ctx, job_id)
     view = _job_view(ctx, request, job)
-    values = {"executionduration": "0", "destruction": "", "quote": "",
-              "owner": view.owner or "", "runid": ""}
+    values = {"executionduration": "0", "destruction": vx.iso(view.destruction, zone=True),
+              "quote": "", "owner": view.owner or "", "runid": ""}
     if item.lower() == "parameters":
         return xml(b'<?xml version="1.0" encoding="UTF-8"?>\n'
                    b'<uws:parameters xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0"/>\n')

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # MyVOSpace: every user's default quota (an admin can set another per user).
     vos_default_quota_bytes: int = Field(default=10 * 1024**3, ge=0)
 
+    # VOSpace transfer jobs (UWS): kept this long after creation once run, or while PENDING.
+    vos_transfer_lifetime_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    vos_transfer_pending_seconds: int = Field(default=24 * 3600, ge=60)
+
     # Archive: the largest file accepted, and how long a file in a telescope's drop folder
     # must stay unchanged before it is taken (the telescope may still be copying it).
     archive_max_file_bytes: int = Field(default=20 * 1024**3, ge=0)

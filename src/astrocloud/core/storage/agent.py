@@ -2,14 +2,15 @@
 
 `astrocloud site-agent --site kunming --port 9001` runs it. Every request carries a short-lived
 signature (HMAC of method, object key and expiry with the platform's shared secret), so only
-AstroCloud instances can read or write. Reads honour byte ranges; writes are atomic.
+AstroCloud instances can read or write. Reads honour byte ranges; writes are atomic. Bytes go
+out and come in through the platform's shared helpers (`core.web.downloads`, `.uploads`).
 """
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from astrocloud.core.storage.backends import (
@@ -18,7 +19,8 @@ from astrocloud.core.storage.backends import (
     StorageError,
     verify_signature,
 )
-from astrocloud.core.web.ranges import RangeNotSatisfiable, parse_byte_range
+from astrocloud.core.web.downloads import ServedFile, file_response
+from astrocloud.core.web.uploads import UploadAborted, stream_body
 
 
 def create_agent(site_name: str, store: SiteStore, secret: str) -> Starlette:
@@ -60,6 +62,8 @@ def create_agent(site_name: str, store: SiteStore, secret: str) -> Starlette:
             return problem(404, "no such object")
         except StorageError as exc:
             return problem(400, str(exc))
+        except UploadAborted as exc:  # the body stopped: the write was abandoned, atomically
+            return problem(exc.status, str(exc))
 
     return Starlette(routes=[
         Route("/health", health),
@@ -68,42 +72,12 @@ def create_agent(site_name: str, store: SiteStore, secret: str) -> Starlette:
 
 
 async def _put(request: Request, store: SiteStore, key: str) -> Response:
-    import anyio
-
-    # Collect the body through a bounded in-memory channel fed by the event loop while the
-    # blocking store writes in a worker thread.
-    send, receive = anyio.create_memory_object_stream[bytes | None](max_buffer_size=16)
-
-    async def pump():
-        async for chunk in request.stream():
-            if chunk:
-                await send.send(chunk)
-        await send.send(None)
-
-    def chunks():
-        while True:
-            chunk = anyio.from_thread.run(receive.receive)
-            if chunk is None:
-                return
-            yield chunk
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(pump)
-        size, sha = await anyio.to_thread.run_sync(lambda: store.write(key, chunks()))
+    # The body streams into the store's (blocking) write through the platform's upload pump.
+    size, sha = await stream_body(request, lambda chunks: store.write(key, chunks))
     return JSONResponse({"size": size, "sha256": sha}, status_code=201)
 
 
 def _get(request: Request, store: SiteStore, key: str, size: int) -> Response:
-    try:
-        span = parse_byte_range(request.headers.get("range"), size)
-    except RangeNotSatisfiable:
-        return Response(status_code=416, headers={"content-range": f"bytes */{size}"})
-    if span is not None:
-        start, end = span
-        return StreamingResponse(store.read(key, start, end), status_code=206, headers={
-            "content-range": f"bytes {start}-{end - 1}/{size}",
-            "content-length": str(end - start), "accept-ranges": "bytes"},
-            media_type="application/octet-stream")
-    return StreamingResponse(store.read(key), headers={"content-length": str(size),
-                                                       "accept-ranges": "bytes"},
-                             media_type="application/octet-stream")
+    """An object's bytes, whole or one range, through the platform's file-serving answer."""
+    return file_response(request, ServedFile(size=size),
+                         lambda start, end: store.read(key, start, end))

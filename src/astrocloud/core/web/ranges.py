@@ -1,4 +1,5 @@
-"""HTTP byte ranges (RFC 9110 §14): one parser for every endpoint that serves files."""
+"""HTTP byte ranges (RFC 9110 §14): one parser for every endpoint that serves files, strict
+(unsatisfiable unless well-formed) or lenient (the whole body unless well-formed)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,19 @@ def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size or start >= end:
         raise RangeNotSatisfiable(size)
     return start, end
+
+
+_SINGLE = re.compile(r"\s*bytes\s*=\s*([0-9]{1,19})?\s*-\s*([0-9]{1,19})?\s*", re.I)
+
+
+def parse_byte_range_leniently(header: str | None, size: int) -> tuple[int, int] | None:
+    """Like `parse_byte_range`, but only a well-formed single range can be unsatisfiable (it
+    starts past the end, or asks for the last 0 bytes): anything malformed, another unit or a
+    list of ranges means the whole body, which RFC 9110 §14.2 lets a server answer."""
+    match = _SINGLE.fullmatch(header or "")
+    if match is None or match.groups() == (None, None):
+        return None
+    first, last = match.groups()
+    if first is not None and last is not None and int(last) < int(first):
+        return None  # invalid, so ignored
+    return parse_byte_range(header, size)

@@ -20,23 +20,19 @@ Routes parse and render; the archive's services decide who may do what (the rele
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 
 from astrocloud.core import errors
 from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
-from astrocloud.core.web.downloads import DOWNLOAD_HEADERS
+from astrocloud.core.web.downloads import ServedFile, file_response
 from astrocloud.core.web.inputs import StrictModel
-from astrocloud.core.web.middleware import BodyTooLarge
-from astrocloud.core.web.ranges import RangeNotSatisfiable, parse_byte_range
 from astrocloud.core.web.routing import Id, uses
+from astrocloud.core.web.uploads import stream_body
 from astrocloud.data.archive import services
 from astrocloud.data.archive.models import ArchiveFile, IngestRecord
 from astrocloud.data.archive.services import ArchiveOps
@@ -44,16 +40,6 @@ from astrocloud.data.archive.services import ArchiveOps
 api = APIRouter(prefix="/api/v1/data", tags=["archive"], route_class=AuditedRoute)
 Ctx = Annotated[Context, Depends(request_context)]
 MAX_PAGE = 200
-
-
-class UploadStopped(errors.ValidationFailed):
-    status = 400
-    code = "upload-incomplete"
-
-
-class BodyLimit(errors.DomainError):
-    status = 413
-    code = "too-large"
 
 
 # ---- representations --------------------------------------------------------------------------
@@ -119,23 +105,6 @@ def file_detail(request: Request, ctx: Context, archived: ArchiveFile) -> dict[s
 # ---- bytes in ---------------------------------------------------------------------------------
 
 
-def _body(request: Request) -> Iterator[bytes]:
-    """The request body as chunks, for a service running in a worker thread."""
-    stream = request.stream().__aiter__()
-    while True:
-        try:
-            chunk = anyio.from_thread.run(stream.__anext__)
-        except StopAsyncIteration:
-            return
-        except BodyTooLarge as exc:
-            raise BodyLimit("%(detail)s", detail=exc.detail) from None
-        except ClientDisconnect:
-            raise UploadStopped("The upload stopped before its end; nothing was stored.",
-                                field="body") from None
-        if chunk:
-            yield chunk
-
-
 BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {
     "schema": {"type": "string", "format": "binary"}}}}}
 
@@ -144,12 +113,11 @@ BODY = {"requestBody": {"required": True, "content": {"application/octet-stream"
          openapi_extra={**uses(ArchiveOps.INGEST), **BODY},
          summary="Send a telescope's raw file to the archive (ingest runs as a job)")
 async def put_ingest(request: Request, telescope: str, filename: str, ctx: Ctx):
-    def run():
-        record = services.receive(ctx, telescope=telescope, filename=filename,
-                                  chunks=_body(request))
-        return ingest_out(record)
+    def consume(chunks):
+        return ingest_out(services.receive(ctx, telescope=telescope, filename=filename,
+                                           chunks=chunks))
 
-    return await anyio.to_thread.run_sync(run)
+    return await stream_body(request, consume)
 
 
 @api.put("/products/{filename}", status_code=202,
@@ -161,12 +129,11 @@ async def put_product(request: Request, filename: str, ctx: Ctx,
         raise errors.ValidationFailed("derived_from holds archived file ids.",
                                       field="derived_from")
 
-    def run():
-        record = services.deposit(ctx, derived_from=derived_from, filename=filename,
-                                  chunks=_body(request))
-        return ingest_out(record)
+    def consume(chunks):
+        return ingest_out(services.deposit(ctx, derived_from=derived_from, filename=filename,
+                                           chunks=chunks))
 
-    return await anyio.to_thread.run_sync(run)
+    return await stream_body(request, consume)
 
 
 # ---- ingest records ---------------------------------------------------------------------------
@@ -244,37 +211,20 @@ def get_observation(request: Request, file_id: Id, ctx: Ctx):
     return file_detail(request, ctx, services.get_file(ctx, file_id))
 
 
-def _disposition(name: str) -> str:
-    from urllib.parse import quote
-
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
-
-
 @api.get("/observations/{file_id}/file", openapi_extra=uses(ArchiveOps.FILE_READ),
-         summary="Download an archived file (byte ranges supported)")
+         summary="Download an archived file (byte ranges, ETag, If-Range)")
+@api.head("/observations/{file_id}/file", openapi_extra=uses(ArchiveOps.FILE_READ),
+          include_in_schema=False)
 def download(request: Request, file_id: Id, ctx: Ctx):
     archived = services.get_file(ctx, file_id)
-    etag = f'"{archived.checksum.split(":")[-1][:32]}"'
-    headers = {"etag": etag, "accept-ranges": "bytes",
-               "content-disposition": _disposition(archived.filename),
-               "cache-control": "private, no-cache", **DOWNLOAD_HEADERS}
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=headers)
-    if_range = request.headers.get("if-range")
-    try:
-        span = None if if_range and if_range != etag else \
-            parse_byte_range(request.headers.get("range"), archived.size)
-    except RangeNotSatisfiable:
-        headers["content-range"] = f"bytes */{archived.size}"
-        return Response(status_code=416, headers=headers)
-    start, end = span or (0, archived.size)
-    if span:
-        headers["content-range"] = f"bytes {start}-{end - 1}/{archived.size}"
-    headers["content-length"] = str(end - start)
-    _, stream = services.open_file(ctx, file_id, start=start, end=end if span else None)
-    return StreamingResponse(stream, status_code=206 if span else 200, headers=headers,
-                             media_type=archived.access_format)
+    served = ServedFile(size=archived.size, etag=f'"{archived.checksum.split(":")[-1][:32]}"',
+                        modified=archived.ingested_at, content_type=archived.access_format,
+                        name=archived.filename)
+
+    def open_bytes(start: int, end: int | None):
+        return services.open_file(ctx, file_id, start=start, end=end)[1]
+
+    return file_response(request, served, open_bytes, disposition="attachment")
 
 
 @api.get("/observations/{file_id}/{kind}.png", openapi_extra=uses(ArchiveOps.FILE_READ),

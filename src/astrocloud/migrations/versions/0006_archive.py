@@ -2,7 +2,7 @@
 ingest records and data releases.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-25 10:52:34.292173
 """
 
@@ -12,7 +12,7 @@ import astrocloud.core.db
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
