@@ -9,7 +9,8 @@ from fastapi import APIRouter
 api = APIRouter()
 pages = APIRouter(include_in_schema=False)
 
-for _part in ("archive.routes", "archive.pages", "catalogs.routes", "catalogs.pages"):
+for _part in ("archive.routes", "archive.pages", "catalogs.routes", "catalogs.pages",
+              "vo.scs"):
     _name = f"astrocloud.data.{_part}"
     if find_spec(_name) is None:  # a part not built yet
         continue
