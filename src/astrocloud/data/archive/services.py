@@ -1067,3 +1067,164 @@ def citation(release: DataRelease, site_name: str = "AstroCloud") -> str:
     """How to cite a release."""
     return (f"{site_name} {release.name} (version {release.version}): {release.title}. "
             f"Released {release.release_date.strftime('%Y-%m-%d')}. {release.identifier}")
+
+
+# ---- image and spectrum discovery (SIA 2.0) ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class Discovery:
+    """SIA 2.0 constraints: each list holds alternatives (OR); different ones combine (AND).
+    Intervals are (low, high) with None for an open end; positions are ("circle", ra, dec, r),
+    ("range", ra1, ra2, dec1, dec2) or ("polygon", [(ra, dec), ...])."""
+
+    pos: list[tuple] = dataclasses.field(default_factory=list)
+    band: list[tuple] = dataclasses.field(default_factory=list)  # metres
+    time: list[tuple] = dataclasses.field(default_factory=list)  # MJD
+    fov: list[tuple] = dataclasses.field(default_factory=list)  # degrees
+    spatres: list[tuple] = dataclasses.field(default_factory=list)  # arcsec
+    exptime: list[tuple] = dataclasses.field(default_factory=list)  # seconds
+    pol: list[str] = dataclasses.field(default_factory=list)
+    ids: list[str] = dataclasses.field(default_factory=list)
+    collection: list[str] = dataclasses.field(default_factory=list)
+    facility: list[str] = dataclasses.field(default_factory=list)
+    instrument: list[str] = dataclasses.field(default_factory=list)
+    dptype: list[str] = dataclasses.field(default_factory=list)
+    calib: list[int] = dataclasses.field(default_factory=list)
+    target: list[str] = dataclasses.field(default_factory=list)
+    format: list[str] = dataclasses.field(default_factory=list)
+
+
+def _overlaps(low_col, high_col, interval):
+    low, high = interval
+    parts = []
+    if high is not None:
+        parts.append(low_col <= high)
+    if low is not None:
+        parts.append(high_col >= low)
+    return sa.and_(sa.true(), *parts)
+
+
+def _within(col, interval):
+    return _overlaps(col, col, interval)
+
+
+def _polygon_cover(points: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """A circle (ra, dec, radius) that holds a spherical polygon: around the mean of its
+    vertices' unit vectors."""
+    import numpy as np
+
+    ra, dec = np.radians([p[0] for p in points]), np.radians([p[1] for p in points])
+    xyz = np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)]).T
+    centre = xyz.mean(axis=0)
+    centre /= np.linalg.norm(centre)
+    radius = float(np.degrees(np.arccos(np.clip(xyz @ centre, -1, 1)).max()))
+    c_ra = float(np.degrees(np.arctan2(centre[1], centre[0]))) % 360
+    c_dec = float(np.degrees(np.arcsin(centre[2])))
+    return c_ra, c_dec, radius
+
+
+def _inside_polygon(ra: float, dec: float, points: list[tuple[float, float]]) -> bool:
+    """Whether a position lies in a spherical polygon (smaller than a hemisphere): the
+    polygon and the point projected on the plane tangent at the polygon's centre, where great
+    circles are straight lines, then the even-odd rule."""
+    c_ra, c_dec, _ = _polygon_cover(points)
+
+    def project(r: float, d: float) -> tuple[float, float] | None:
+        r, d, r0, d0 = map(math.radians, (r, d, c_ra, c_dec))
+        cos_c = math.sin(d0) * math.sin(d) + math.cos(d0) * math.cos(d) * math.cos(r - r0)
+        if cos_c <= 0:
+            return None
+        return (math.cos(d) * math.sin(r - r0) / cos_c,
+                (math.cos(d0) * math.sin(d) - math.sin(d0) * math.cos(d) * math.cos(r - r0))
+                / cos_c)
+
+    point = project(ra, dec)
+    polygon = [project(r, d) for r, d in points]
+    if point is None or any(p is None for p in polygon):
+        return False
+    x, y = point
+    inside = False
+    for (x1, y1), (x2, y2) in zip(polygon, polygon[1:] + polygon[:1], strict=True):
+        if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
+            inside = not inside
+    return inside
+
+
+def _position(shape: tuple):
+    """SQL for one POS constraint on the footprint's centre (a footprint whose centre lies
+    within its own half-size of the region counts: an overlap, as SIA asks, not containment),
+    and for a polygon the exact test to run on each candidate."""
+    kind = shape[0]
+    half = sa.func.coalesce(ArchiveFile.s_fov, 0.0) / 2
+    if kind == "circle":
+        _, ra, dec, radius = shape
+        reach = radius + 5.0  # footprints are a few degrees at most: the index's margin
+        ranges = healpix_ranges(ra, dec, min(reach, 180.0))
+        return sa.and_(sa.or_(*[ArchiveFile.healpix.between(lo, hi) for lo, hi in ranges]),
+                       angular_distance_sql(ArchiveFile.s_ra, ArchiveFile.s_dec, ra, dec)
+                       <= radius + half), None
+    if kind == "range":
+        _, ra1, ra2, dec1, dec2 = shape
+        dec_ok = sa.and_(ArchiveFile.s_dec + half >= dec1, ArchiveFile.s_dec - half <= dec2)
+        if ra1 <= ra2:
+            ra_ok = ArchiveFile.s_ra.between(ra1, ra2)
+        else:  # across RA = 0
+            ra_ok = sa.or_(ArchiveFile.s_ra >= ra1, ArchiveFile.s_ra <= ra2)
+        return sa.and_(ra_ok, dec_ok), None
+    points = shape[1]
+    ra, dec, radius = _polygon_cover(points)
+    condition, _ = _position(("circle", ra, dec, radius))
+    return condition, lambda f: _inside_polygon(f.s_ra, f.s_dec, points)
+
+
+@operation(ArchiveOps.FILE_READ)
+def discover(ctx: Context, query: Discovery, maxrec: int) -> tuple[list[ArchiveFile], bool]:
+    """Archived files matching SIA 2.0 constraints that the caller may see (the release rule),
+    at most `maxrec`; and whether more matched (overflow)."""
+    stmt = sa.select(ArchiveFile).where(ArchiveFile.is_latest.is_(True))
+    exact = []
+    if query.pos:
+        conditions = []
+        for shape in query.pos:
+            condition, check = _position(shape)
+            conditions.append(condition)
+            exact.append(check)
+        stmt = stmt.where(sa.or_(*conditions))
+    for values, low, high in ((query.band, ArchiveFile.em_min, ArchiveFile.em_max),
+                              (query.time, ArchiveFile.t_min, ArchiveFile.t_max)):
+        if values:
+            stmt = stmt.where(sa.or_(*[_overlaps(low, high, v) for v in values]))
+    for values, column in ((query.fov, ArchiveFile.s_fov),
+                           (query.spatres, ArchiveFile.s_resolution),
+                           (query.exptime, ArchiveFile.t_exptime)):
+        if values:
+            stmt = stmt.where(sa.or_(*[_within(column, v) for v in values]))
+    if query.pol:  # no archived file records polarization states
+        stmt = stmt.where(sa.false())
+    if query.ids:
+        numbers = [int(i.rsplit("?", 1)[1]) for i in query.ids
+                   if i.startswith("ivo://astrocloud/archive?") and i.rsplit("?", 1)[1].isdigit()
+                   and len(i.rsplit("?", 1)[1]) < 10]
+        stmt = stmt.where(ArchiveFile.id.in_(numbers))
+    for values, column in ((query.collection, ArchiveFile.obs_collection),
+                           (query.facility, ArchiveFile.facility_name),
+                           (query.instrument, ArchiveFile.instrument_name),
+                           (query.dptype, ArchiveFile.dataproduct_type),
+                           (query.calib, ArchiveFile.calib_level),
+                           (query.target, ArchiveFile.target_name),
+                           (query.format, ArchiveFile.access_format)):
+        if values:
+            stmt = stmt.where(column.in_(values))
+    stmt = ctx.visible(stmt.order_by(ArchiveFile.id))
+    if not any(exact):
+        found = list(ctx.db.scalars(stmt.limit(maxrec + 1)))
+        return found[:maxrec], len(found) > maxrec
+    found = []
+    for archived in ctx.db.scalars(stmt):  # a polygon's exact test runs on the candidates
+        checks = [c for c in exact if c is not None]
+        if any(c(archived) for c in checks) or (None in exact):
+            found.append(archived)
+            if len(found) > maxrec:
+                break
+    return found[:maxrec], len(found) > maxrec
