@@ -21,6 +21,7 @@ groups and by archive staff; after it, by everyone.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -867,6 +868,23 @@ def open_preview(ctx: Context, file_id: int, kind: str) -> Iterator[bytes]:
         raise NotFound("There is no %(kind)s of this file (yet).", kind=kind)
     storage = ctx.runtime.storage
     return storage.open(ctx.db, storage.stat(ctx.db, uri))
+
+
+DID_PREFIX = "ivo://astrocloud/archive?"
+
+
+@operation(ArchiveOps.FILE_READ)
+def by_publisher_did(ctx: Context, dids: list[str]) -> dict[str, ArchiveFile | None]:
+    """The files behind publisher identifiers (ivo://astrocloud/archive?<n>): None for an
+    identifier that is not ours, unknown, or a file the caller may not see yet."""
+    found: dict[str, ArchiveFile | None] = {}
+    for did in dids:
+        number = did[len(DID_PREFIX):] if did.startswith(DID_PREFIX) else ""
+        found[did] = None
+        if number.isdigit() and len(number) < 10:
+            with contextlib.suppress(NotFound):
+                found[did] = ctx.get_visible(ArchiveFile, int(number), what="archived file")
+    return found
 
 
 @operation(ArchiveOps.FILE_READ)

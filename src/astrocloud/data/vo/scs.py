@@ -27,6 +27,7 @@ from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.routing import uses
 from astrocloud.data.catalogs import services as catalogs
 from astrocloud.data.catalogs.services import CatalogOps
+from astrocloud.data.vo import vosi
 from astrocloud.data.vo.votable import (
     VOTABLE_TYPE,
     results_table,
@@ -35,6 +36,7 @@ from astrocloud.data.vo.votable import (
 )
 
 PREFIX = "/scs/"
+CS = "http://www.ivoa.net/xml/ConeSearch/v1.0"
 MAX_SR = 10.0  # degrees
 MAX_RECORDS = 50_000
 ID_NAMES = ("source_id", "id", "objid", "obj_id", "designation", "name")
@@ -110,51 +112,25 @@ def cone_search(request: Request, name: str, ctx: Ctx):
     return Response(to_bytes(votable), media_type=VOTABLE_TYPE)
 
 
-VOSI_CAP = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"
-VR = "http://www.ivoa.net/xml/VOResource/v1.0"
-VS = "http://www.ivoa.net/xml/VODataService/v1.1"
-CS = "http://www.ivoa.net/xml/ConeSearch/v1.0"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
-AVAIL = "http://www.ivoa.net/xml/VOSIAvailability/v1.0"
-
-
-def _interface(parent, url: str, use: str = "full", role: str | None = None):
-    interface = etree.SubElement(parent, "interface")
-    interface.set(f"{{{XSI}}}type", "vs:ParamHTTP")
-    if role:
-        interface.set("role", role)
-    access = etree.SubElement(interface, "accessURL", use=use)
-    access.text = url
-    return interface
-
-
 @pages.get("/scs/{name}/capabilities", openapi_extra=uses(CatalogOps.READ))
 def capabilities(request: Request, name: str, ctx: Ctx):
     catalog = catalogs.get_catalog(ctx, name[:64])
     base = f"{str(request.base_url).rstrip('/')}/scs/{catalog.name}"
-    root = etree.Element(f"{{{VOSI_CAP}}}capabilities",
-                         nsmap={"vosi": VOSI_CAP, "vr": VR, "vs": VS, "cs": CS, "xsi": XSI})
-    cone = etree.SubElement(root, "capability", standardID="ivo://ivoa.net/std/ConeSearch")
-    cone.set(f"{{{XSI}}}type", "cs:ConeSearch")
-    _interface(cone, base + "?", use="base", role="std")
-    for tag, text in (("maxSR", str(MAX_SR)), ("maxRecords", str(MAX_RECORDS)),
-                      ("verbosity", "true")):
-        etree.SubElement(cone, tag).text = text
-    test = etree.SubElement(cone, "testQuery")
-    for tag, text in (("ra", "10.0"), ("dec", "10.0"), ("sr", "0.01")):
-        etree.SubElement(test, tag).text = text
-    for what in ("capabilities", "availability"):
-        vosi = etree.SubElement(root, "capability",
-                                standardID=f"ivo://ivoa.net/std/VOSI#{what}")
-        _interface(vosi, f"{base}/{what}")
-    return Response(etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
-                    media_type="text/xml")
+
+    def details(capability) -> None:
+        for tag, text in (("maxSR", str(MAX_SR)), ("maxRecords", str(MAX_RECORDS)),
+                          ("verbosity", "true")):
+            etree.SubElement(capability, tag).text = text
+        test = etree.SubElement(capability, "testQuery")
+        for tag, text in (("ra", "10.0"), ("dec", "10.0"), ("sr", "0.01")):
+            etree.SubElement(test, tag).text = text
+
+    return vosi.capabilities(base, ("ivo://ivoa.net/std/ConeSearch", base + "?"),
+                             extra_ns={"cs": CS}, capability_type="cs:ConeSearch",
+                             details=details)
 
 
 @pages.get("/scs/{name}/availability", openapi_extra=uses(CatalogOps.READ))
 def availability(request: Request, name: str, ctx: Ctx):
     catalogs.get_catalog(ctx, name[:64])
-    root = etree.Element(f"{{{AVAIL}}}availability", nsmap={"avail": AVAIL})
-    etree.SubElement(root, f"{{{AVAIL}}}available").text = "true"
-    return Response(etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
-                    media_type="text/xml")
+    return vosi.availability()

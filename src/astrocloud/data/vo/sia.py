@@ -19,7 +19,6 @@ import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from lxml import etree
 from starlette.responses import Response
 
 from astrocloud.core import errors
@@ -28,6 +27,7 @@ from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.routing import PUBLIC, uses
 from astrocloud.data.archive import services as archive
 from astrocloud.data.archive.services import ArchiveOps, Discovery
+from astrocloud.data.vo import vosi
 from astrocloud.data.vo.votable import (
     VOTABLE_TYPE,
     results_table,
@@ -223,36 +223,12 @@ def query(request: Request, ctx: Ctx):
     return Response(to_bytes(votable), media_type=VOTABLE_TYPE)
 
 
-VOSI_CAP = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"
-VR = "http://www.ivoa.net/xml/VOResource/v1.0"
-VS = "http://www.ivoa.net/xml/VODataService/v1.1"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
-AVAIL = "http://www.ivoa.net/xml/VOSIAvailability/v1.0"
-
-
 @pages.get("/sia/capabilities", openapi_extra=PUBLIC)
 def capabilities(request: Request):
     base = f"{str(request.base_url).rstrip('/')}/sia"
-    root = etree.Element(f"{{{VOSI_CAP}}}capabilities",
-                         nsmap={"vosi": VOSI_CAP, "vr": VR, "vs": VS, "xsi": XSI})
-    for standard, url, role in (("ivo://ivoa.net/std/SIA#query-2.0", f"{base}/query", "std"),
-                                ("ivo://ivoa.net/std/VOSI#capabilities",
-                                 f"{base}/capabilities", None),
-                                ("ivo://ivoa.net/std/VOSI#availability",
-                                 f"{base}/availability", None)):
-        capability = etree.SubElement(root, "capability", standardID=standard)
-        interface = etree.SubElement(capability, "interface")
-        interface.set(f"{{{XSI}}}type", "vs:ParamHTTP")
-        if role:
-            interface.set("role", role)
-        etree.SubElement(interface, "accessURL", use="base" if role else "full").text = url
-    return Response(etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
-                    media_type="text/xml")
+    return vosi.capabilities(base, ("ivo://ivoa.net/std/SIA#query-2.0", f"{base}/query"))
 
 
 @pages.get("/sia/availability", openapi_extra=PUBLIC)
 def availability():
-    root = etree.Element(f"{{{AVAIL}}}availability", nsmap={"avail": AVAIL})
-    etree.SubElement(root, f"{{{AVAIL}}}available").text = "true"
-    return Response(etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
-                    media_type="text/xml")
+    return vosi.availability()
