@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: Chromium (driven by Playwright), CJK fonts, litmus
-# (neon's WebDAV conformance suite) and, next to a local PostgreSQL 15, the q3c extension.
+# (neon's WebDAV conformance suite), STILTS and, next to a local PostgreSQL 15, the q3c and
+# pgsphere extensions.
 # Installed only when missing; needs root (or sudo).
 set -euo pipefail
 packages=()
@@ -12,6 +13,12 @@ command -v litmus >/dev/null 2>&1 || packages+=(litmus)  # the WebDAV conformanc
 if [ -d /usr/lib/postgresql/15 ] && [ ! -f /usr/share/postgresql/15/extension/q3c.control ]; then
   packages+=(postgresql-15-q3c)
 fi
+# pgsphere, the alternative spatial index measured against q3c by the VO benchmarks
+if [ -d /usr/lib/postgresql/15 ] && [ ! -f /usr/share/postgresql/15/extension/pg_sphere.control ]; then
+  packages+=(postgresql-15-pgsphere)
+fi
+# STILTS: taplint, votlint and datalinklint, the judges of our VO services
+command -v stilts >/dev/null 2>&1 || packages+=(stilts)
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi
