@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     limits = {p: settings.max_upload_bytes for p in upload_paths}
     limits.update({p: settings.archive_max_file_bytes
                    for p in ("/api/v1/data/ingest/", "/api/v1/data/products/")})
+    limits["/tap/"] = settings.tap_upload_max_bytes + settings.max_body_bytes
     app.add_middleware(PlatformMiddleware, settings=settings, body_limits=limits)
 
     swagger = _swagger_dir()

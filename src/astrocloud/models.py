@@ -10,6 +10,7 @@ from astrocloud.core.storage import models as storage_models  # noqa: F401
 from astrocloud.core.usage import models as usage_models  # noqa: F401
 from astrocloud.data.archive import models as archive_models  # noqa: F401
 from astrocloud.data.catalogs import models as catalog_models  # noqa: F401
+from astrocloud.data.vo import models as vo_models  # noqa: F401
 from astrocloud.observation import models as observation_models  # noqa: F401
 
 metadata = Base.metadata

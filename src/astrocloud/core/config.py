@@ -104,6 +104,17 @@ class Settings(BaseSettings):
     archive_max_file_bytes: int = Field(default=20 * 1024**3, ge=0)
     archive_drop_settle_seconds: float = Field(default=2.0, ge=0)
 
+    # TAP: the rows a query returns unless it says (MAXREC) and at most; how long a query may
+    # run (synchronous, asynchronous); how long an asynchronous job and its result are kept;
+    # the largest table a query may upload.
+    tap_default_maxrec: int = Field(default=10_000, ge=1)
+    tap_max_rows: int = Field(default=10_000_000, ge=1)
+    tap_sync_seconds: int = Field(default=60, ge=1)
+    tap_async_seconds: int = Field(default=3600, ge=1)
+    tap_job_days: int = Field(default=7, ge=1)
+    tap_upload_max_bytes: int = Field(default=20 * 1024**2, ge=0)
+    tap_upload_max_rows: int = Field(default=1_000_000, ge=0)
+
     # Jobs: "embedded" (a queue in $home/jobs.db, worked in-process by `serve`) or "redis".
     job_backend: str = Field(default="embedded", pattern="^(embedded|redis)$")
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -1246,3 +1246,55 @@ def discover(ctx: Context, query: Discovery, maxrec: int) -> tuple[list[ArchiveF
             if len(found) > maxrec:
                 break
     return found[:maxrec], len(found) > maxrec
+
+
+# ---- ObsCore for TAP --------------------------------------------------------------------------
+
+
+def obscore_source(ctx: Context, base_url: str) -> sa.Select:
+    """ivoa.obscore as SQL: one row per latest version of every archived file the caller may
+    see (the release rule of data.file.read, compiled into the WHERE clause), its columns named
+    as ObsCore 1.1 names them, plus `healpix` (nested, order HEALPIX_ORDER) for cone
+    pre-filters. TAP runs ADQL over it; the caller's rights are already inside."""
+    f = ArchiveFile
+    ident = sa.cast(f.id, sa.String)
+    null_long = sa.cast(sa.null(), sa.BigInteger)
+    columns = [
+        f.dataproduct_type.label("dataproduct_type"),
+        f.calib_level.label("calib_level"),
+        f.obs_collection.label("obs_collection"),
+        f.obs_id.label("obs_id"),
+        (sa.literal("ivo://astrocloud/archive?") + ident).label("obs_publisher_did"),
+        (sa.literal(f"{base_url.rstrip('/')}/api/v1/data/observations/") + ident
+         + sa.literal("/file")).label("access_url"),
+        f.access_format.label("access_format"),
+        ((f.size + 1023) / 1024).label("access_estsize"),
+        f.target_name.label("target_name"),
+        f.s_ra.label("s_ra"),
+        f.s_dec.label("s_dec"),
+        f.s_fov.label("s_fov"),
+        f.s_region.label("s_region"),
+        f.s_resolution.label("s_resolution"),
+        null_long.label("s_xel1"),
+        null_long.label("s_xel2"),
+        f.t_min.label("t_min"),
+        f.t_max.label("t_max"),
+        f.t_exptime.label("t_exptime"),
+        sa.cast(sa.null(), sa.Float).label("t_resolution"),
+        null_long.label("t_xel"),
+        f.em_min.label("em_min"),
+        f.em_max.label("em_max"),
+        f.em_res_power.label("em_res_power"),
+        null_long.label("em_xel"),
+        f.o_ucd.label("o_ucd"),
+        sa.cast(sa.null(), sa.String).label("pol_states"),
+        null_long.label("pol_xel"),
+        f.facility_name.label("facility_name"),
+        f.instrument_name.label("instrument_name"),
+        f.obs_release_date.label("obs_release_date"),
+        f.programme_code.label("proposal_id"),
+        f.qc_grade.label("qc_grade"),
+        f.healpix.label("healpix"),
+    ]
+    stmt = sa.select(*columns).where(f.is_latest.is_(True))
+    return ctx.visible(stmt, ArchiveOps.FILE_READ)

@@ -18,17 +18,19 @@ def _xml(root) -> Response:
 
 
 def capabilities(base: str, standard: tuple[str, str], *, extra_ns: dict | None = None,
-                 capability_type: str | None = None, details=None) -> Response:
+                 capability_type: str | None = None, details=None,
+                 extra: list[tuple[str, str]] = ()) -> Response:
     """The capabilities of a service at `base`: its standard capability (standardID, the
     access URL of its std interface), then the VOSI capabilities and availability.
     `capability_type` (e.g. "cs:ConeSearch") and `details(element)` add what a standard's
-    capability schema says."""
+    capability schema says; `extra` lists further (standardID, URL) capabilities."""
     root = etree.Element(f"{{{VOSI_CAP}}}capabilities",
                          nsmap={"vosi": VOSI_CAP, "vr": VR, "vs": VS, "xsi": XSI,
                                 **(extra_ns or {})})
     entries = [(standard[0], standard[1], True),
                ("ivo://ivoa.net/std/VOSI#capabilities", f"{base}/capabilities", False),
-               ("ivo://ivoa.net/std/VOSI#availability", f"{base}/availability", False)]
+               ("ivo://ivoa.net/std/VOSI#availability", f"{base}/availability", False),
+               *((standard_id, url, False) for standard_id, url in extra)]
     for standard_id, url, std in entries:
         capability = etree.SubElement(root, "capability", standardID=standard_id)
         if std and capability_type:
