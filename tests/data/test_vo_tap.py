@@ -5,6 +5,7 @@ release rule with and without a token, and every kind of bad input as a VOTable 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 import math
@@ -17,13 +18,17 @@ import pyvo
 import requests
 from astropy.io.votable import parse, parse_single_table
 from astropy.table import Table
+import xmlschema
 from lxml import etree
+
+from xmlschema.locations import FALLBACK_LOCATIONS
 
 from astrocloud.data.archive.synthetic import write_catalog
 from astrocloud.data.catalogs import services as catalogs
 
 UWS_XSD = Path(__file__).parents[1] / "cloud" / "UWS-1.1.xsd"
 UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
+XLINK = "http://www.w3.org/1999/xlink"
 
 
 def did(ident: int) -> str:
@@ -274,10 +279,18 @@ def test_pyvo_runs_an_async_query(live_server, world, users):
     job.delete()
 
 
+@functools.cache
+def uws_schema() -> xmlschema.XMLSchema:
+    """The official UWS 1.1 schema (with XLink), from local files."""
+    local = {"http://www.ivoa.net/xml/Xlink/xlink.xsd": FALLBACK_LOCATIONS[XLINK]}
+    return xmlschema.XMLSchema(str(UWS_XSD), uri_mapper=lambda uri: local.get(uri, uri))
+
+
 def uws_xml(response):
-    schema = etree.XMLSchema(etree.parse(str(UWS_XSD)))
+    assert response.status_code == 200, response.text[:500]
     document = etree.fromstring(response.content)
-    schema.assertValid(document)
+    problems = [str(e.reason) for e in uws_schema().iter_errors(document)]
+    assert not problems, (response.text[:2000], problems)
     return document
 
 
@@ -370,7 +383,7 @@ def test_an_async_job_runs_as_its_owner(live_server, world, users):
                                    "QUERY": "SELECT obs_id FROM ivoa.obscore"})
         url = created.headers["location"]
         for _ in range(30):
-            phase = httpx.get(url, headers=headers, params={"WAIT": "5"})
+            phase = httpx.get(url, headers=headers, params={"WAIT": "5"}, timeout=30)
             if "COMPLETED" in phase.text or "ERROR" in phase.text:
                 break
         result = httpx.get(f"{url}/results/result", headers=headers)
@@ -383,7 +396,7 @@ def test_abort_a_pending_job(live_server, world):
     url = created.headers["location"]
     assert httpx.post(f"{url}/phase", data={"PHASE": "ABORT"}).status_code == 303
     assert httpx.get(f"{url}/phase").text == "ABORTED"
-    assert httpx.post(f"{url}/phase", data={"PHASE": "DANCE"}).status_code == 400
+    assert "DANCE" in error_of(httpx.post(f"{url}/phase", data={"PHASE": "DANCE"}))
     assert httpx.get(f"{url}/results/result").status_code == 404
 
 

@@ -39,7 +39,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import chain
@@ -353,6 +353,7 @@ def _votable_head(plans: list[_Plan], status: str, infos: Mapping[str, str] | No
 
 def _votable_tail(status: str, extra_resources: Sequence[bytes | str], data_end: str) -> bytes:
     parts = [data_end, "</TABLE>\n"]
+    status = status() if callable(status) else status
     if status != "OK":
         parts.append(f"<INFO{_attrs(name='QUERY_STATUS', value=status)}/>\n")
     parts.append("</RESOURCE>\n")
@@ -663,7 +664,7 @@ def _json_stream(plans, batches, status, infos, table_name) -> Iterator[bytes]:
         text = _json_batch(plans, batch)
         yield (text if first else ",\n" + text).encode()
         first = False
-    tail = {"status": status}
+    tail = {"status": status() if callable(status) else status}
     if infos:
         tail["infos"] = dict(infos)
     yield ("\n]," + json.dumps(tail, ensure_ascii=False)[1:] + "\n").encode()
@@ -730,13 +731,14 @@ def _fits_document(plans: list[_Plan], batches: Iterable[Sequence[Sequence[Any]]
 # The entry point
 
 def stream(fmt: Format, columns: Sequence[Column], batches: Iterable[Sequence[Sequence[Any]]],
-           *, status: str = "OK", infos: Mapping[str, str] | None = None,
+           *, status: str | Callable[[], str] = "OK", infos: Mapping[str, str] | None = None,
            table_name: str = "results",
            extra_resources: Sequence[bytes] = ()) -> Iterator[bytes]:
     """The result table in `fmt`, as chunks of bytes while the batches of rows arrive.
 
     `status` is the query's final status (OK, or OVERFLOW when the rows were cut at a limit:
-    VOTable then carries a second QUERY_STATUS INFO after the TABLE, JSON a "status"); `infos`
+    VOTable then carries a second QUERY_STATUS INFO after the TABLE, JSON a "status"), or a
+    function giving it once the last batch has been read; `infos`
     more INFO elements of the results RESOURCE; `extra_resources` RESOURCE elements (XML text)
     appended to a VOTable, e.g. DataLink service descriptors."""
     plans = [_plan(c) for c in columns]
