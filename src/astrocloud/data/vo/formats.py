@@ -753,12 +753,16 @@ def stream(fmt: Format, columns: Sequence[Column], batches: Iterable[Sequence[Se
     if fmt.name == "json":
         return _json_stream(plans, batches, status, infos, table_name)
     if fmt.name == "fits":
-        return iter([_fits_document(plans, batches, table_name)])
+        return _fits_stream(plans, batches, table_name)
     if fmt.name in ("csv", "tsv"):
         return _text_stream(fmt, plans, batches)
     if fmt.name in ("votable", "votable-td"):
         return _votable_stream(fmt, plans, batches, status, infos, table_name, extra_resources)
     raise ValueError(f"unknown format {fmt.name!r}")
+
+
+def _fits_stream(plans: list[_Plan], batches, table_name: str) -> Iterator[bytes]:
+    yield _fits_document(plans, batches, table_name)
 
 
 def _text_stream(fmt: Format, plans: list[_Plan], batches) -> Iterator[bytes]:
