@@ -9,7 +9,7 @@ Rows arrive in batches (tuples of Python values, e.g. SQLAlchemy rows) and leave
 bytes, one or more per batch, so memory stays bounded by one batch (FITS excepted: it needs the
 row count in its header, so it collects the rows). The encoders work a batch at a time and a
 column at a time with numpy, never a value at a time in Python where it can be helped: that is
-what makes BINARY2 ten times faster than astropy's writer (benchmarks/bench_votable.py).
+what makes BINARY2 some twenty times faster than astropy's writer (benchmarks/bench_votable.py).
 
 Conventions (one rule for every format):
 
