@@ -9,7 +9,7 @@ Rows arrive in batches (tuples of Python values, e.g. SQLAlchemy rows) and leave
 bytes, one or more per batch, so memory stays bounded by one batch (FITS excepted: it needs the
 row count in its header, so it collects the rows). The encoders work a batch at a time and a
 column at a time with numpy, never a value at a time in Python where it can be helped: that is
-what makes BINARY2 ten times faster than astropy's writer (benchmarks/bench_votable.py).
+what makes BINARY2 some twenty times faster than astropy's writer (benchmarks/bench_votable.py).
 
 Conventions (one rule for every format):
 
@@ -212,8 +212,18 @@ def _as_text(value: Any, time: bool = False) -> str:
 
 
 def _texts(plan: _Plan, values: Sequence[Any]) -> tuple[Sequence[str], np.ndarray | None, str]:
-    """Strings ("" for NULL), the NULL mask (None when there is no NULL), and all the strings
-    joined (to test them at once: ASCII? XML-special characters?)."""
+    """Strings ("" for NULL; cut at the arraysize when it has a bound), the NULL mask (None when
+    there is no NULL), and all the strings joined (to test them at once: ASCII? XML?)."""
+    strings, mask, joined = _all_texts(plan, values)
+    size = plan.count if plan.count is not None else plan.limit
+    if size is not None and len(joined) > size and any(len(s) > size for s in strings):
+        strings = [s[:size] for s in strings]
+        joined = "".join(strings)
+    return strings, mask, joined
+
+
+def _all_texts(plan: _Plan, values: Sequence[Any]) -> tuple[Sequence[str], np.ndarray | None,
+                                                            str]:
     if plan.time:
         try:
             strings = list(map(datetime.isoformat, values))
@@ -413,9 +423,6 @@ def _binary_column(plan: _Plan, values: Sequence[Any]):
             if plan.count is not None:
                 data = [s.encode("ascii", "replace") for s in strings]
                 return mask, np.array(data, dtype=f"S{plan.count}")
-            if plan.limit is not None and any(len(s) > plan.limit for s in strings):
-                strings = [s[:plan.limit] for s in strings]
-                joined = "".join(strings)
             # ASCII after the promotion of the first batch; later non-ASCII becomes "?"
             blob = joined.encode("ascii", "replace")
             lengths = np.fromiter(map(len, strings), np.int64, n)
@@ -426,9 +433,6 @@ def _binary_column(plan: _Plan, values: Sequence[Any]):
             codes = codes.reshape(n, plan.count)
             codes = np.where(codes > 0xFFFF, 0xFFFD, codes).astype(">u2")
             return mask, codes
-        if plan.limit is not None and any(len(s) > plan.limit for s in strings):
-            strings = [s[:plan.limit] for s in strings]
-            joined = "".join(strings)
         blob = joined.encode("utf-16-be")
         if len(blob) == 2 * len(joined):
             counts = np.fromiter(map(len, strings), np.int64, n)
@@ -708,13 +712,19 @@ def _fits_document(plans: list[_Plan], batches: Iterable[Sequence[Sequence[Any]]
         elif plan.count is not None:
             data = np.array(part, dtype=plan.native).reshape(len(part), plan.count) if part \
                 else np.zeros((0, plan.count), plan.native)
-        else:
+        elif part:
             data = np.empty(len(part), object)
             data[:] = part
-        if data.dtype == object:  # variable-length arrays: NULL is an empty array
+        else:  # no rows: astropy cannot tell the type of an empty variable-length column
+            data = np.zeros(0, plan.native)
+        if data.dtype == object or data.dtype.kind == "b":
+            # variable-length arrays: NULL is an empty array; booleans: astropy writes no
+            # logical NULL (it would write True), so NULL is False
             table[c.name] = TableColumn(data, unit=c.unit or None,
                                         description=c.description or None)
         else:
+            if data.ndim > 1:
+                mask = np.broadcast_to(mask.reshape(-1, *[1] * (data.ndim - 1)), data.shape)
             table[c.name] = MaskedColumn(data, mask=mask, unit=c.unit or None,
                                          description=c.description or None)
     hdu = fits.table_to_hdu(table)
@@ -745,12 +755,16 @@ def stream(fmt: Format, columns: Sequence[Column], batches: Iterable[Sequence[Se
     if fmt.name == "json":
         return _json_stream(plans, batches, status, infos, table_name)
     if fmt.name == "fits":
-        return iter([_fits_document(plans, batches, table_name)])
+        return _fits_stream(plans, batches, table_name)
     if fmt.name in ("csv", "tsv"):
         return _text_stream(fmt, plans, batches)
     if fmt.name in ("votable", "votable-td"):
         return _votable_stream(fmt, plans, batches, status, infos, table_name, extra_resources)
     raise ValueError(f"unknown format {fmt.name!r}")
+
+
+def _fits_stream(plans: list[_Plan], batches, table_name: str) -> Iterator[bytes]:
+    yield _fits_document(plans, batches, table_name)
 
 
 def _text_stream(fmt: Format, plans: list[_Plan], batches) -> Iterator[bytes]:
