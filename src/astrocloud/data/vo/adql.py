@@ -317,6 +317,10 @@ class _Translator:
         node = value.sql if isinstance(value, _Val) else value
         return node.sql(dialect=self.out)
 
+    def double(self, number: str) -> str:
+        """A float literal as a double: PostgreSQL would make it NUMERIC (a Decimal)."""
+        return f"CAST({number} AS DOUBLE PRECISION)" if self.pg else number
+
     @staticmethod
     def q(name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
@@ -711,8 +715,8 @@ class _Translator:
                 raise self.error(f"not a number: {node.this}", node)
             is_int = re.fullmatch(r"\d+", node.this) is not None
             value = int(node.this) if is_int else float(node.this)
-            return _Val(sql=_Raw(this=node.this), datatype="long" if is_int else "double",
-                        const=value, name="expr")
+            return _Val(sql=_Raw(this=node.this if is_int else self.double(node.this)),
+                        datatype="long" if is_int else "double", const=value, name="expr")
         if isinstance(node, exp.Null):
             return _Val(sql=exp.Null(), datatype="char", name="expr")
         if isinstance(node, exp.Boolean):
@@ -1092,7 +1096,8 @@ class _Translator:
             else:
                 raise self.error("AREA is only supported for constant circles, boxes and "
                                  "polygons", node)
-            return _Val(sql=_Raw(this=_num(area)), const=area, unit="deg**2", name="area")
+            return _Val(sql=_Raw(this=self.double(_num(area))), const=area, unit="deg**2",
+                        name="area")
         if name == "DISTANCE":
             if len(args) == 4:
                 p1 = _Point(v(args[0]), v(args[1]), node)
@@ -1275,7 +1280,7 @@ class _Translator:
         meta = dict(datatype="double", unit="deg", ucd="pos.angDistance", name="distance")
         if p1.const and p2.const:
             d = geo.separation(*(float(x.const) for x in (p1.ra, p1.dec, p2.ra, p2.dec)))
-            return _Val(sql=_Raw(this=_num(d)), const=d, **meta)
+            return _Val(sql=_Raw(this=self.double(_num(d))), const=d, **meta)
         a = [self.s(x) for x in (p1.ra, p1.dec, p2.ra, p2.dec)]
         kinds = (self.index_of(p1), self.index_of(p2))
         if "q3c" in kinds:
