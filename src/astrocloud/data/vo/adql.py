@@ -32,12 +32,12 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlglot
+from sqlalchemy.sql import visitors
 from sqlglot import exp, parser, tokens
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.dialects.sqlite import SQLite
 from sqlglot.errors import ParseError, TokenError
-from sqlalchemy.sql import visitors
 
 from astrocloud.data.vo import adql_geometry as geo
 from astrocloud.data.vo.columns import Column, Table
@@ -296,14 +296,12 @@ class _Translator:
 
     def error(self, message: str, node: exp.Expression | None = None) -> AdqlError:
         line = column = None
-        if node is not None:
-            for n in node.walk():
-                meta = getattr(n, "meta", None) or {}
-                if "start" in meta:
-                    start = meta["start"]
-                    line = self.text.count("\n", 0, start) + 1
-                    column = start - (self.text.rfind("\n", 0, start) + 1) + 1
-                    break
+        starts = [n.meta["start"] for n in node.walk() if "start" in (n.meta or {})] \
+            if node is not None else []
+        if starts:  # the first character of the offending part
+            start = min(starts)
+            line = self.text.count("\n", 0, start) + 1
+            column = start - (self.text.rfind("\n", 0, start) + 1) + 1
         return AdqlError(message, line, column)
 
     def fresh(self, prefix: str) -> str:
@@ -318,6 +316,10 @@ class _Translator:
     def s(self, value: _Val | exp.Expression) -> str:
         node = value.sql if isinstance(value, _Val) else value
         return node.sql(dialect=self.out)
+
+    def double(self, number: str) -> str:
+        """A float literal as a double: PostgreSQL would make it NUMERIC (a Decimal)."""
+        return f"CAST({number} AS DOUBLE PRECISION)" if self.pg else number
 
     @staticmethod
     def q(name: str) -> str:
@@ -382,12 +384,11 @@ class _Translator:
             out.set(key, cls(expression=exp.Literal.number(int(value.this))))
 
     def select(self, node: exp.Select, parent: _Scope | None):
-        for key in node.args:
-            if key not in ("expressions", "from_", "joins", "where", "group", "having", "order",
-                           "limit", "offset", "distinct", "kind") or (
-                    key == "kind" and node.args[key]):
-                if node.args.get(key):
-                    raise self.error(f"{key.upper()} is not part of ADQL", node)
+        allowed = ("expressions", "from_", "joins", "where", "group", "having", "order",
+                   "limit", "offset", "distinct")
+        for key, value in node.args.items():
+            if key not in allowed and value:
+                raise self.error(f"{key.upper()} is not part of ADQL", node)
         scope = _Scope(sources=[], parent=parent)
         out = exp.Select()
         from_ = node.args.get("from_")
@@ -681,7 +682,13 @@ class _Translator:
                              "DISTANCE, CONTAINS or INTERSECTS)", node)
         return result
 
-    def expr(self, node, scope, aliases=None) -> _Val | _Geom:  # noqa: C901 - one dispatch
+    def expr(self, node, scope, aliases=None) -> _Val | _Geom:
+        result = self._expr(node, scope, aliases)
+        if node.args.get("negate") and isinstance(result, _Val):  # x NOT LIKE / NOT IN ...
+            return dataclasses.replace(result, sql=exp.Not(this=exp.Paren(this=result.sql)))
+        return result
+
+    def _expr(self, node, scope, aliases=None) -> _Val | _Geom:  # noqa: C901 - one dispatch
         v = lambda n: self.value(n, scope, aliases)  # noqa: E731
         if isinstance(node, exp.Paren):
             inner = self.expr(node.this, scope, aliases)
@@ -708,8 +715,8 @@ class _Translator:
                 raise self.error(f"not a number: {node.this}", node)
             is_int = re.fullmatch(r"\d+", node.this) is not None
             value = int(node.this) if is_int else float(node.this)
-            return _Val(sql=_Raw(this=node.this), datatype="long" if is_int else "double",
-                        const=value, name="expr")
+            return _Val(sql=_Raw(this=node.this if is_int else self.double(node.this)),
+                        datatype="long" if is_int else "double", const=value, name="expr")
         if isinstance(node, exp.Null):
             return _Val(sql=exp.Null(), datatype="char", name="expr")
         if isinstance(node, exp.Boolean):
@@ -739,9 +746,14 @@ class _Translator:
                     const = int(a.const / b.const)
             integer = a.datatype in _INTEGER_TYPES and b.datatype in _INTEGER_TYPES
             unit = a.unit if isinstance(node, (exp.Add, exp.Sub)) else None
-            return _Val(sql=type(node)(this=a.sql, expression=b.sql),
-                        datatype="long" if integer else "double", const=const, name="expr",
+            sql = (_Raw(this=f"({self.s(a)} / {self.s(b)})") if isinstance(node, exp.Div)
+                   else type(node)(this=a.sql, expression=b.sql))  # no transpiler's typed /
+            return _Val(sql=sql, datatype="long" if integer else "double", const=const,
+                        name="expr",
                         unit=unit, aggregate=a.aggregate or b.aggregate)
+        if isinstance(node, exp.Mod):  # MOD(a, b) parses as the % operator
+            return self.function("MOD", exp.Anonymous(this="MOD", expressions=[
+                node.this, node.expression]), scope, aliases)
         if isinstance(node, exp.DPipe):
             a, b = v(node.this), v(node.expression)
             return _Val(sql=exp.DPipe(this=a.sql, expression=b.sql), datatype="char",
@@ -1084,7 +1096,8 @@ class _Translator:
             else:
                 raise self.error("AREA is only supported for constant circles, boxes and "
                                  "polygons", node)
-            return _Val(sql=_Raw(this=_num(area)), const=area, unit="deg**2", name="area")
+            return _Val(sql=_Raw(this=self.double(_num(area))), const=area, unit="deg**2",
+                        name="area")
         if name == "DISTANCE":
             if len(args) == 4:
                 p1 = _Point(v(args[0]), v(args[1]), node)
@@ -1267,7 +1280,7 @@ class _Translator:
         meta = dict(datatype="double", unit="deg", ucd="pos.angDistance", name="distance")
         if p1.const and p2.const:
             d = geo.separation(*(float(x.const) for x in (p1.ra, p1.dec, p2.ra, p2.dec)))
-            return _Val(sql=_Raw(this=_num(d)), const=d, **meta)
+            return _Val(sql=_Raw(this=self.double(_num(d))), const=d, **meta)
         a = [self.s(x) for x in (p1.ra, p1.dec, p2.ra, p2.dec)]
         kinds = (self.index_of(p1), self.index_of(p2))
         if "q3c" in kinds:
