@@ -146,6 +146,10 @@ MATRIX: dict[str, set[str]] = {
     "data.catalog.import": {"admin", "operator"},
     "data.catalog.delete": {"admin", "operator"},
     "data.catalog.grant": {"admin", "operator"},
+    # TAP: everyone queries; someone else's asynchronous query
+    "data.tap.query": PUBLIC,
+    "data.tap.job.read": {"admin", "operator"},
+    "data.tap.job.manage": {"admin", "operator"},
     # the Cloud channel, on someone else's private node / account
     "cloud.vos.read": {"admin"},
     "cloud.vos.write": {"admin"},
@@ -187,6 +191,7 @@ def world(system):
         **_archive_world(db, other),
         "catalog": _proprietary_catalog(db, other),
         "job": Job(id=0, task="storage.sweep", owner_id=other.id),
+        "tap_job": _tap_job(other),
         "usage_event": db.scalar(sa.select(UsageEvent).where(UsageEvent.user_id == other.id)
                                  .limit(1)) or UsageEvent(id=0, user_id=other.id,
                                                           operation="x", channel="core",
@@ -235,6 +240,15 @@ def _proprietary_catalog(db, owner):
     db.add(catalog)
     db.commit()
     return catalog
+
+
+def _tap_job(owner):
+    import datetime as dt
+
+    from astrocloud.data.vo.models import TapJob
+
+    return TapJob(id="0" * 20, owner_id=owner.id, phase="PENDING", query="SELECT 1",
+                  destruction=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
 
 
 def _private_node(db, owner):

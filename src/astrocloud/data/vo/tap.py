@@ -489,13 +489,13 @@ def capabilities(request: Request):
 
     def details(capability) -> None:
         model = etree.SubElement(capability, "dataModel",
-                                 ivoId="ivo://ivoa.net/std/ObsCore#core-1.1")
+                                 {"ivo-id": "ivo://ivoa.net/std/ObsCore#core-1.1"})
         model.text = "ObsCore-1.1"
         for version, ivo_id in (("2.0", "ivo://ivoa.net/std/ADQL#v2.0"),
                                 ("2.1", "ivo://ivoa.net/std/ADQL#v2.1")):
             language = etree.SubElement(capability, "language")
             etree.SubElement(language, "name").text = "ADQL"
-            etree.SubElement(language, "version", ivoId=ivo_id).text = version
+            etree.SubElement(language, "version", {"ivo-id": ivo_id}).text = version
             etree.SubElement(language, "description").text = (
                 "ADQL 2.1, translated for the database; geometry in ICRS degrees")
             features = etree.SubElement(language, "languageFeatures",
@@ -520,7 +520,7 @@ def capabilities(request: Request):
         for method in ("ivo://ivoa.net/std/TAPRegExt#upload-inline",
                        "ivo://ivoa.net/std/TAPRegExt#upload-http",
                        "ivo://ivoa.net/std/TAPRegExt#upload-https"):
-            etree.SubElement(capability, "uploadMethod", ivoId=method)
+            etree.SubElement(capability, "uploadMethod", {"ivo-id": method})
         seconds = settings.tap_job_days * 86400
         retention = etree.SubElement(capability, "retentionPeriod")
         etree.SubElement(retention, "default").text = str(seconds)
