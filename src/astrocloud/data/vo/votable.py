@@ -71,7 +71,7 @@ def _numpy_kind(datatype: str) -> str:
 def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "results",
                   status: str = "OK", infos: dict[str, str] | None = None) -> VOTableFile:
     """A VOTable with one results table. `columns`: dicts with name, datatype (VOTable),
-    unit, ucd, description (and optional arraysize); `rows`: dicts by column name; `status`
+    unit, ucd, description (and optional arraysize, utype); `rows`: dicts by column name; `status`
     the QUERY_STATUS (OVERFLOW when the rows were cut at a limit)."""
     votable = VOTableFile()
     resource = Resource(type="results")
@@ -89,7 +89,8 @@ def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "res
             arraysize = "*"
         table.fields.append(Field(votable, name=column["name"], datatype=datatype,
                                   arraysize=arraysize, unit=column.get("unit") or None,
-                                  ucd=column.get("ucd") or None))
+                                  ucd=column.get("ucd") or None,
+                                  utype=column.get("utype") or None))
         if column.get("description"):
             table.fields[-1].description = column["description"]
     table.create_arrays(len(rows))
@@ -100,6 +101,8 @@ def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "res
             kind = _numpy_kind(column.get("datatype") or "char")
             if value is None:
                 value = np.nan if kind.startswith("f") else (0 if kind != "O" else "")
+                if kind != "O" and column.get("arraysize") not in (None, "1"):
+                    value = [value] * int(column["arraysize"])  # a fixed-size array
             values.append(value)
         table.array[i] = tuple(values)
         table.array.mask[i] = tuple(row.get(c["name"]) is None for c in columns)
