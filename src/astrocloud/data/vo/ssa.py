@@ -405,17 +405,17 @@ def capability_details(capability) -> None:
 
 
 def capability_args(base: str) -> dict:
-    """The arguments of `vosi.capability` that describe SSA at `base` (the registry reuses
-    them)."""
-    return {"standard": (STANDARD_ID, base + "?"), "extra_ns": {"ssa": SSA_NS},
-            "capability_type": "ssa:SimpleSpectralAccess", "details": capability_details}
+    """The arguments of `vosi.capability_elements` describing SSA at `base` (the registry
+    reuses them)."""
+    return {"standard": (STANDARD_ID, base + "?"), "capability_type": "ssa:SimpleSpectralAccess",
+            "details": capability_details}
 
 
 @pages.get("/ssa/capabilities", openapi_extra=PUBLIC)
 def capabilities(request: Request):
     base = f"{str(request.base_url).rstrip('/')}/ssa"
     args = capability_args(base)
-    return vosi.capabilities(base, args.pop("standard"), **args)
+    return vosi.capabilities(base, args.pop("standard"), extra_ns={"ssa": SSA_NS}, **args)
 
 
 @pages.get("/ssa/availability", openapi_extra=PUBLIC)
