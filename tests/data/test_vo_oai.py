@@ -232,6 +232,8 @@ def test_list_records_in_vor_gives_each_service_its_capability(live_server, publ
     assert cone.get(XSI_TYPE) == "cs:ConeSearch" and float(cone.findtext("maxSR")) > 0
     assert cone.findtext("interface/accessURL") == f"{live_server}/scs/stars?"
     assert records["ivo://astrocloud/scs/stars"].findtext("title") == "Stars near M 31"
+    page = records["ivo://astrocloud/scs/stars"].findtext("content/referenceURL")
+    assert httpx.get(page).status_code == 200
     spectra = [c for c in records["ivo://astrocloud/ssa"].findall("capability")
                if c.get("standardID") == "ivo://ivoa.net/std/SSA"][0]
     assert spectra.get(XSI_TYPE) == "ssa:SimpleSpectralAccess"

@@ -156,7 +156,7 @@ def published(request: Request, ctx: Context) -> list[Published]:
                 capability: dict, short: str) -> Published:
         return Published(ivoid=f"ivo://{authority}/{path}", kind="vs:CatalogService",
                          title=f"{site} {title}", short_name=short, description=description,
-                         subjects=subjects, reference_url=f"{base}/docs/vo",
+                         subjects=subjects, reference_url=f"{base}/",
                          created=SERVICES_UPDATED, updated=SERVICES_UPDATED,
                          capabilities=[{"base": f"{base}/{path}", **capability}],
                          content_type="Archive")
@@ -166,7 +166,7 @@ def published(request: Request, ctx: Context) -> list[Published]:
                   title=f"{site} publishing registry", short_name="registry",
                   description=f"The publishing registry of {site}: the VOResource records of "
                               f"its VO services, harvested through OAI-PMH.",
-                  subjects=("virtual-observatories",), reference_url=f"{base}/docs/vo",
+                  subjects=("virtual-observatories",), reference_url=f"{base}/",
                   created=start, updated=SERVICES_UPDATED,
                   capabilities=[{"base": f"{base}/oai", "vosi": False, **_std(
                       "ivo://ivoa.net/std/Registry", f"{base}/oai", "vg:Harvest",
@@ -203,7 +203,7 @@ def published(request: Request, ctx: Context) -> list[Published]:
             short_name=catalog.name[:16],
             description=catalog.description or f"The source catalog {catalog.name} of {site} "
                                                f"({catalog.n_rows} rows), as a cone search.",
-            subjects=("catalogs",), reference_url=f"{base}/docs/vo",
+            subjects=("catalogs",), reference_url=f"{base}/data/catalogs/{catalog.name}",
             created=_utc(catalog.created_at),
             updated=_utc(max(catalog.updated_at or catalog.created_at, catalog.created_at)),
             capabilities=[{"base": f"{base}/scs/{catalog.name}",
