@@ -236,3 +236,16 @@ def test_vosi_capabilities_describe_ssa(live_server):
             "ivo://ivoa.net/std/VOSI#availability"} <= standards
     avail = etree.fromstring(httpx.get(f"{live_server}/ssa/availability").content)
     assert avail.findtext("{http://www.ivoa.net/xml/VOSIAvailability/v1.0}available") == "true"
+
+
+def test_a_record_without_a_position_still_passes_votlint(tmp_path):
+    """A null POS (double[2]) is written as NaNs: an empty cell would lack its elements."""
+    from astrocloud.data.vo.ssa import ssa_columns
+    from astrocloud.data.vo.votable import results_table, to_bytes
+
+    row = {"accref": "http://example.org/f", "mime": "application/fits", "accsize": 10,
+           "ssa_location": None, "ssa_targetpos": (1.0, 2.0)}
+    content = to_bytes(results_table(ssa_columns(), [row], name="spectra"))
+    assert b"<TD>NaN NaN</TD>" in content
+    report = votlint(tmp_path, content)
+    assert [line for line in report.splitlines() if "ERROR" in line] == [], report

@@ -94,6 +94,9 @@ def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "res
         if column.get("description"):
             table.fields[-1].description = column["description"]
     table.create_arrays(len(rows))
+    # a null fixed-size array is written as its NaNs (an empty cell would have no elements)
+    fixed = [c.get("datatype") in ("float", "double") and c.get("arraysize") not in
+             (None, "1", "*") for c in columns]
     for i, row in enumerate(rows):
         values = []
         for column in columns:
@@ -105,5 +108,6 @@ def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "res
                     value = [value] * int(column["arraysize"])  # a fixed-size array
             values.append(value)
         table.array[i] = tuple(values)
-        table.array.mask[i] = tuple(row.get(c["name"]) is None for c in columns)
+        table.array.mask[i] = tuple(row.get(c["name"]) is None and not array
+                                    for c, array in zip(columns, fixed, strict=True))
     return votable
