@@ -334,6 +334,9 @@ def test_a_catalog_is_harvested_from_its_import_on(live_server, published):
     ({"verb": "ListIdentifiers", "resumptionToken": "eyJvZmZzZXQiOjk5OX0"},
      "badResumptionToken"),
     ({"verb": "ListSets", "resumptionToken": "x"}, "badResumptionToken"),
+    ({"verb": "Identify\x02"}, "badVerb"),
+    ({"verb": "GetRecord", "identifier": "ivo://astrocloud/ssa\x01",
+      "metadataPrefix": "oai_dc"}, "idDoesNotExist"),
 ])
 @pytest.mark.parametrize("post", [False, True])
 def test_errors_are_oai_documents_with_status_200(live_server, published, params, code,

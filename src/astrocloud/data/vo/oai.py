@@ -67,6 +67,7 @@ VERBS = {  # verb: (required arguments, optional arguments)
 }
 #: when the VO services' descriptions were last changed (their records' datestamps)
 SERVICES_UPDATED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?$")
 
 pages = APIRouter(include_in_schema=False, route_class=AuditedRoute)
@@ -452,8 +453,14 @@ def _answer(verb: str, args: dict, request: Request, ctx: Context, root) -> None
             token.text = _encode_token(query, offset + size)
 
 
+def _xml_safe(text: str) -> str:
+    """The text with the characters XML cannot hold replaced (arguments are echoed)."""
+    return NOT_XML.sub("\ufffd", text[:2000])
+
+
 def respond(request: Request, ctx: Context, pairs: list[tuple[str, str]]) -> Response:
     """The OAI-PMH answer to a request's arguments (from the query string or the form)."""
+    pairs = [(_xml_safe(k), _xml_safe(v)) for k, v in pairs]
     # a prefix, not a default namespace: the records' unqualified VOResource elements must stay
     # in no namespace
     root = etree.Element(f"{{{OAI}}}OAI-PMH", nsmap={"oai": OAI, "xsi": XSI})
