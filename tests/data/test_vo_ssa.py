@@ -213,6 +213,13 @@ def test_bad_queries_get_a_votable_error(live_server, spectra, params):
     assert b'name="QUERY_STATUS" value="ERROR"' in response.content
 
 
+def test_an_error_echoing_control_characters_is_still_xml(live_server, spectra):
+    response = fetch(live_server, {"POS": "\x01,2"})
+    assert 400 <= response.status_code < 500
+    root = etree.fromstring(response.content)
+    assert root.xpath("//*[local-name()='INFO'][@name='QUERY_STATUS']/@value") == ["ERROR"]
+
+
 def test_pyvo_reports_the_error(live_server, spectra):
     with pytest.raises(pyvo.dal.DALQueryError):
         ssa(live_server).search(pos=(10.7, 41.25), diameter=0.1, format="pdfish")

@@ -5,6 +5,7 @@ with the right HTTP status instead of problem+json."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -16,6 +17,8 @@ from astrocloud.core.web.errors import ERROR_RENDERERS
 
 VOTABLE_TYPE = "application/x-votable+xml"
 VO_PREFIXES: list[str] = []  # paths whose errors are VOTable documents (each service adds its)
+# characters XML 1.0 cannot hold
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def to_bytes(votable: VOTableFile, *, binary: bool = False) -> bytes:
@@ -32,6 +35,7 @@ def error_document(message: str, *, query_status: str = "ERROR") -> bytes:
     """An error document every VO client understands: DALI's RESOURCE of type results with
     INFO QUERY_STATUS=ERROR, and Simple Cone Search 1.03's INFO name="Error" right under
     VOTABLE."""
+    message = NOT_XML.sub("\ufffd", message)  # echoed input may hold what XML cannot
     votable = VOTableFile()
     votable.infos.append(Info(name="Error", value=message[:1000]))
     resource = Resource(type="results")
