@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     tap_upload_max_bytes: int = Field(default=20 * 1024**2, ge=0)
     tap_upload_max_rows: int = Field(default=1_000_000, ge=0)
 
+    # Virtual Observatory: the IVOA naming authority of this data center (its registry
+    # publishes ivo://<authority>/… records), who to contact about its services (default: the
+    # sender of its mail), and how many records one OAI-PMH answer holds before a
+    # resumptionToken.
+    vo_authority: str = Field(default="astrocloud", pattern=r"^[A-Za-z0-9][\w\-.~*'()]{2,}$")
+    vo_contact_email: str | None = None
+    oai_page_size: int = Field(default=100, ge=1, le=10_000)
+
     # Jobs: "embedded" (a queue in $home/jobs.db, worked in-process by `serve`) or "redis".
     job_backend: str = Field(default="embedded", pattern="^(embedded|redis)$")
     redis_url: str = "redis://127.0.0.1:6379/0"

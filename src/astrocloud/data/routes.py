@@ -10,7 +10,7 @@ api = APIRouter()
 pages = APIRouter(include_in_schema=False)
 
 for _part in ("archive.routes", "archive.pages", "catalogs.routes", "catalogs.pages",
-              "vo.scs", "vo.sia", "vo.datalink", "vo.tap"):
+              "vo.scs", "vo.sia", "vo.datalink", "vo.ssa", "vo.oai", "vo.tap"):
     _name = f"astrocloud.data.{_part}"
     if find_spec(_name) is None:  # a part not built yet
         continue

@@ -112,22 +112,29 @@ def cone_search(request: Request, name: str, ctx: Ctx):
     return Response(to_bytes(votable), media_type=VOTABLE_TYPE)
 
 
+def capability_details(capability) -> None:
+    """What the ConeSearch capability schema says of these services (after the interface)."""
+    for tag, text in (("maxSR", str(MAX_SR)), ("maxRecords", str(MAX_RECORDS)),
+                      ("verbosity", "true")):
+        etree.SubElement(capability, tag).text = text
+    test = etree.SubElement(capability, "testQuery")
+    for tag, text in (("ra", "10.0"), ("dec", "10.0"), ("sr", "0.01")):
+        etree.SubElement(test, tag).text = text
+
+
+def capability_args(base: str) -> dict:
+    """The arguments of `vosi.capability_elements` describing the cone search at `base` (the
+    registry reuses them)."""
+    return {"standard": ("ivo://ivoa.net/std/ConeSearch", base + "?"),
+            "capability_type": "cs:ConeSearch", "details": capability_details}
+
+
 @pages.get("/scs/{name}/capabilities", openapi_extra=uses(CatalogOps.READ))
 def capabilities(request: Request, name: str, ctx: Ctx):
     catalog = catalogs.get_catalog(ctx, name[:64])
     base = f"{str(request.base_url).rstrip('/')}/scs/{catalog.name}"
-
-    def details(capability) -> None:
-        for tag, text in (("maxSR", str(MAX_SR)), ("maxRecords", str(MAX_RECORDS)),
-                          ("verbosity", "true")):
-            etree.SubElement(capability, tag).text = text
-        test = etree.SubElement(capability, "testQuery")
-        for tag, text in (("ra", "10.0"), ("dec", "10.0"), ("sr", "0.01")):
-            etree.SubElement(test, tag).text = text
-
-    return vosi.capabilities(base, ("ivo://ivoa.net/std/ConeSearch", base + "?"),
-                             extra_ns={"cs": CS}, capability_type="cs:ConeSearch",
-                             details=details)
+    args = capability_args(base)
+    return vosi.capabilities(base, args.pop("standard"), extra_ns={"cs": CS}, **args)
 
 
 @pages.get("/scs/{name}/availability", openapi_extra=uses(CatalogOps.READ))

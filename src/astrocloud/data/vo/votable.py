@@ -5,6 +5,7 @@ with the right HTTP status instead of problem+json."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -16,6 +17,8 @@ from astrocloud.core.web.errors import ERROR_RENDERERS
 
 VOTABLE_TYPE = "application/x-votable+xml"
 VO_PREFIXES: list[str] = []  # paths whose errors are VOTable documents (each service adds its)
+# characters XML 1.0 cannot hold
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def to_bytes(votable: VOTableFile, *, binary: bool = False) -> bytes:
@@ -32,6 +35,7 @@ def error_document(message: str, *, query_status: str = "ERROR") -> bytes:
     """An error document every VO client understands: DALI's RESOURCE of type results with
     INFO QUERY_STATUS=ERROR, and Simple Cone Search 1.03's INFO name="Error" right under
     VOTABLE."""
+    message = NOT_XML.sub("\ufffd", message)  # echoed input may hold what XML cannot
     votable = VOTableFile()
     votable.infos.append(Info(name="Error", value=message[:1000]))
     resource = Resource(type="results")
@@ -71,7 +75,7 @@ def _numpy_kind(datatype: str) -> str:
 def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "results",
                   status: str = "OK", infos: dict[str, str] | None = None) -> VOTableFile:
     """A VOTable with one results table. `columns`: dicts with name, datatype (VOTable),
-    unit, ucd, description (and optional arraysize); `rows`: dicts by column name; `status`
+    unit, ucd, description (and optional arraysize, utype); `rows`: dicts by column name; `status`
     the QUERY_STATUS (OVERFLOW when the rows were cut at a limit)."""
     votable = VOTableFile()
     resource = Resource(type="results")
@@ -89,10 +93,14 @@ def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "res
             arraysize = "*"
         table.fields.append(Field(votable, name=column["name"], datatype=datatype,
                                   arraysize=arraysize, unit=column.get("unit") or None,
-                                  ucd=column.get("ucd") or None))
+                                  ucd=column.get("ucd") or None,
+                                  utype=column.get("utype") or None))
         if column.get("description"):
             table.fields[-1].description = column["description"]
     table.create_arrays(len(rows))
+    # a null fixed-size array is written as its NaNs (an empty cell would have no elements)
+    fixed = [c.get("datatype") in ("float", "double") and c.get("arraysize") not in
+             (None, "1", "*") for c in columns]
     for i, row in enumerate(rows):
         values = []
         for column in columns:
@@ -100,7 +108,10 @@ def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "res
             kind = _numpy_kind(column.get("datatype") or "char")
             if value is None:
                 value = np.nan if kind.startswith("f") else (0 if kind != "O" else "")
+                if kind != "O" and column.get("arraysize") not in (None, "1"):
+                    value = [value] * int(column["arraysize"])  # a fixed-size array
             values.append(value)
         table.array[i] = tuple(values)
-        table.array.mask[i] = tuple(row.get(c["name"]) is None for c in columns)
+        table.array.mask[i] = tuple(row.get(c["name"]) is None and not array
+                                    for c, array in zip(columns, fixed, strict=True))
     return votable
