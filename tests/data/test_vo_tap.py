@@ -16,11 +16,10 @@ import httpx
 import pytest
 import pyvo
 import requests
+import xmlschema
 from astropy.io.votable import parse, parse_single_table
 from astropy.table import Table
-import xmlschema
 from lxml import etree
-
 from xmlschema.locations import FALLBACK_LOCATIONS
 
 from astrocloud.data.archive.synthetic import write_catalog

@@ -10,6 +10,7 @@ cannot reach a row the caller may not read.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -70,8 +71,41 @@ SCHEMAS = (
     ("ivoa", "IVOA-defined tables: ObsCore, the observations in the archive."),
     ("catalogs", "Source catalogs, one table each."),
     ("tap_schema", "The description of this service's tables and columns (TAP 1.1)."),
-    ("tap_upload", "Tables uploaded with a query (UPLOAD), for joins; they last one query."),
 )
+#: ADQL's reserved words (SQL-92's and ADQL's own): a column with such a name is published in
+#: its delimited form ("size"), as TAP_SCHEMA asks, and must be written so in queries.
+_RESERVED_WORDS = """
+absolute action add all allocate alter and any are as asc assertion at authorization avg begin
+between bit bit_length both by cascade cascaded case cast catalog char character char_length
+character_length check close coalesce collate collation column commit connect connection
+constraint constraints continue convert corresponding count create cross current current_date
+current_time current_timestamp current_user cursor date day deallocate decimal declare default
+deferrable deferred delete desc describe descriptor diagnostics disconnect distinct domain
+double drop else end end-exec escape except exception exec execute exists external extract
+false fetch first float for foreign found from full get global go goto grant group having hour
+identity immediate in indicator initially inner input insensitive insert int integer intersect
+interval into is isolation join key language last leading left level like local lower match max
+min minute module month names national natural nchar next no not null nullif numeric
+octet_length of on only open option or order outer output overlaps pad partial position
+precision prepare preserve primary prior privileges procedure public read real references
+relative restrict revoke right rollback rows schema scroll second section select session
+session_user set size smallint some space sql sqlcode sqlerror sqlstate substring sum
+system_user table temporary then time timestamp timezone_hour timezone_minute to trailing
+transaction translate translation trim true union unique unknown update upper usage user using
+value values varchar varying view when whenever where with work write year zone abs acos area
+asin atan atan2 box ceiling centroid circle contains coord1 coord2 coordsys cos cot degrees
+distance exp floor intersects log log10 mod pi point polygon power radians region rand round
+sin sqrt top tan truncate
+"""
+ADQL_RESERVED = frozenset(_RESERVED_WORDS.split())
+
+
+def adql_name(name: str) -> str:
+    """A column's name as ADQL must write it: delimited when it is a reserved word or not a
+    regular identifier."""
+    if name.lower() in ADQL_RESERVED or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        return '"' + name.replace('"', '""') + '"'
+    return name
 
 _OBS = "obscore:"
 OBSCORE_COLUMNS = (
@@ -154,7 +188,8 @@ OBSCORE_COLUMNS = (
     Column("obs_release_date", "char", "*", "timestamp", None, "time.release",
            _OBS + "Curation.releaseDate", "When the data became (or become) public, UTC",
            std=True),
-    Column("proposal_id", "char", "*", None, None, "meta.id;obs.proposal", None,
+    Column("proposal_id", "char", "*", None, None, "meta.id;obs.proposal",
+           _OBS + "Provenance.Proposal.identifier",
            "Observing programme (proposal) the data was taken for"),
     Column("qc_grade", "char", "*", None, None, "meta.code.qual", None,
            "Quality-control grade: pass, warn or fail"),
@@ -163,7 +198,10 @@ OBSCORE_COLUMNS = (
 
 def _col(name, datatype, description, *, arraysize=None, std=True, principal=True, unit=None,
          ucd=None) -> Column:
-    return Column(name, datatype, arraysize or ("*" if datatype == "char" else None),
+    if name == "description":  # free text, in any language
+        datatype = "unicodeChar"
+    return Column(name, datatype, arraysize or ("*" if datatype in ("char", "unicodeChar")
+                                                else None),
                   None, unit, ucd, None, description, std=std, principal=principal)
 
 
@@ -301,12 +339,21 @@ def _all_tables(ctx: Context) -> list[tuple[Table, int | None]]:
     return found
 
 
+def _definitions() -> str:
+    """A digest of the fixed tables' descriptions: a new release rewrites TAP_SCHEMA."""
+    text = repr((SCHEMAS, OBSCORE_COLUMNS, TAP_SCHEMA_COLUMNS, TAP_SCHEMA_KEYS, "adql-names"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_DEFINITIONS = _definitions()
+
+
 def _fingerprint(ctx: Context) -> str:
     from astrocloud.data.catalogs.models import Catalog
 
     rows = ctx.db.execute(sa.select(Catalog.id, Catalog.name, Catalog.updated_at)
                           .order_by(Catalog.id)).all()
-    text = "v1|" + "|".join(f"{i}:{n}:{u.isoformat() if u else ''}" for i, n, u in rows)
+    text = _DEFINITIONS + "|" + "|".join(f"{i}:{n}:{u.isoformat() if u else ''}" for i, n, u in rows)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -346,7 +393,8 @@ def _write_tap_schema(ctx: Context, digest: str) -> None:
                               catalog_id=catalog_id))
         for index, column in enumerate(table.columns):
             db.add(TapSchemaColumn(
-                table_name=table.name, column_name=column.name, datatype=column.datatype,
+                table_name=table.name, column_name=adql_name(column.name),
+                datatype=column.datatype,
                 arraysize=column.arraysize, xtype=column.xtype,
                 size=int(column.arraysize) if (column.arraysize or "").isdigit() else None,
                 description=column.description, utype=column.utype, unit=column.unit,
@@ -716,9 +764,7 @@ def create_job(ctx: Context, *, params: dict[str, str], uploads: Sequence[Upload
     """A new asynchronous query in phase PENDING (data.tap.job.manage). Its parameters are
     checked now, so a job that cannot run is refused at once."""
     settings = ctx.settings
-    lang = params.get("LANG")
-    if lang:
-        check_lang(lang)
+    lang = params.get("LANG")  # checked when the job runs: a bad one is the job's error
     maxrec = check_maxrec(settings, params.get("MAXREC")) if params.get("MAXREC") else None
     fmt_value = params.get("RESPONSEFORMAT") or params.get("FORMAT") or ""
     if fmt_value:
@@ -730,7 +776,7 @@ def create_job(ctx: Context, *, params: dict[str, str], uploads: Sequence[Upload
                  response_format=fmt_value[:128], upload=params.get("UPLOAD") or "",
                  parameters={k: v for k, v in params.items() if k not in (
                      "LANG", "QUERY", "MAXREC", "RESPONSEFORMAT", "FORMAT", "UPLOAD", "RUNID",
-                     "PHASE", "REQUEST")},
+                     "PHASE")},
                  created_at=now, execution_duration=settings.tap_async_seconds,
                  destruction=now + dt.timedelta(days=settings.tap_job_days))
     ctx.authorize(job)
@@ -805,7 +851,6 @@ def update_job(ctx: Context, job_id: str, *, params: dict[str, str],
     job = _manage(ctx, job_id)
     _pending(job)
     if "LANG" in params:
-        check_lang(params["LANG"])
         job.lang = params["LANG"][:16]
     if "QUERY" in params:
         job.query = params["QUERY"]
@@ -877,10 +922,8 @@ def _remove_job_files(ctx: Context, job: TapJob) -> None:
     for uri in [job.result_uri, *(job.uploads or {}).values()]:
         if not uri:
             continue
-        try:
+        with contextlib.suppress(NotFound):
             storage.delete(ctx.db, storage.stat(ctx.db, uri))
-        except NotFound:
-            pass
 
 
 @operation(TapOps.JOB_READ, streaming=True)

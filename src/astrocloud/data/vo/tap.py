@@ -180,7 +180,7 @@ def _create(request: Request, ctx: Context, params: dict[str, str], files: dict[
     _check_request(params)
     uploads = []
     if params.get("UPLOAD"):
-        for name, uri in services.parse_upload_param(params["UPLOAD"]):
+        for _name, uri in services.parse_upload_param(params["UPLOAD"]):
             if uri.startswith("param:"):
                 part = uri.removeprefix("param:")
                 if part not in files:
@@ -395,7 +395,7 @@ VOSI_TABLES = "http://www.ivoa.net/xml/VOSITables/v1.0"
 
 def _column_element(parent, column) -> None:
     element = etree.SubElement(parent, "column")
-    etree.SubElement(element, "name").text = column.name
+    etree.SubElement(element, "name").text = services.adql_name(column.name)
     if column.description:
         etree.SubElement(element, "description").text = column.description
     if column.unit:
@@ -491,27 +491,29 @@ def capabilities(request: Request):
         model = etree.SubElement(capability, "dataModel",
                                  {"ivo-id": "ivo://ivoa.net/std/ObsCore#core-1.1"})
         model.text = "ObsCore-1.1"
-        for version, ivo_id in (("2.0", "ivo://ivoa.net/std/ADQL#v2.0"),
-                                ("2.1", "ivo://ivoa.net/std/ADQL#v2.1")):
+        for version, ivo_id in (("2.1", "ivo://ivoa.net/std/ADQL#v2.1"),
+                                ("2.0", "ivo://ivoa.net/std/ADQL#v2.0")):
             language = etree.SubElement(capability, "language")
             etree.SubElement(language, "name").text = "ADQL"
             etree.SubElement(language, "version", {"ivo-id": ivo_id}).text = version
             etree.SubElement(language, "description").text = (
-                "ADQL 2.1, translated for the database; geometry in ICRS degrees")
+                f"ADQL {version}, translated for the database; geometry in ICRS degrees")
             features = etree.SubElement(language, "languageFeatures",
                                         type="ivo://ivoa.net/std/TAPRegExt#features-adqlgeo")
             for form in ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS",
                          "DISTANCE", "COORD1", "COORD2", "AREA"):
                 feature = etree.SubElement(features, "feature")
                 etree.SubElement(feature, "form").text = form
-            adql21 = etree.SubElement(language, "languageFeatures",
-                                      type="ivo://ivoa.net/std/TAPRegExt#features-adql-string")
-            for form in ("LOWER", "ILIKE"):
-                feature = etree.SubElement(adql21, "feature")
-                etree.SubElement(feature, "form").text = form
-            offset = etree.SubElement(language, "languageFeatures",
-                                      type="ivo://ivoa.net/std/TAPRegExt#features-adql-offset")
-            etree.SubElement(etree.SubElement(offset, "feature"), "form").text = "OFFSET"
+            if version != "2.1":
+                continue
+            for kind, forms in (("adql-string", ("LOWER", "ILIKE")),
+                                ("adql-offset", ("OFFSET",)),
+                                ("adql-sets", ("UNION", "EXCEPT", "INTERSECT"))):
+                group = etree.SubElement(
+                    language, "languageFeatures",
+                    type=f"ivo://ivoa.net/std/TAPRegExt#features-{kind}")
+                for form in forms:
+                    etree.SubElement(etree.SubElement(group, "feature"), "form").text = form
         for mime, aliases in OUTPUT_FORMATS:
             output = etree.SubElement(capability, "outputFormat")
             etree.SubElement(output, "mime").text = mime
