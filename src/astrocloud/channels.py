@@ -45,7 +45,7 @@ CHANNELS: tuple[Channel, ...] = (
             _("The observation archive, catalogs and Virtual Observatory services."),
             "/data", "database", True, ("routes",),
             ("archive.models", "archive.services", "archive.tasks",
-             "catalogs.models", "catalogs.services")),
+             "catalogs.models", "catalogs.services", "xmatch.services", "xmatch.tasks")),
     Channel("tools", _("Tools"), _("A catalogue of tools for processing and analysis."),
             "/tools", "wrench", False),
     Channel("cloud", _("Cloud"),

@@ -146,6 +146,9 @@ MATRIX: dict[str, set[str]] = {
     "data.catalog.import": {"admin", "operator"},
     "data.catalog.delete": {"admin", "operator"},
     "data.catalog.grant": {"admin", "operator"},
+    # the cross-match: everyone matches; someone else's asynchronous result is theirs alone
+    "data.crossmatch.run": PUBLIC,
+    "data.crossmatch.result": {"admin"},
     # the Cloud channel, on someone else's private node / account
     "cloud.vos.read": {"admin"},
     "cloud.vos.write": {"admin"},
