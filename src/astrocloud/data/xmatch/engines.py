@@ -244,11 +244,12 @@ class NeighbourTable:
         self.shift = 2 * (order - level)
         connection = session.connection()
         pixel = left.table.c[HEALPIX_COLUMN]
-        coarse = connection.execute(sa.select(sa.distinct(pixel.op(">>")(self.shift)))
+        coarse = connection.execute(sa.select(pixel.op(">>")(self.shift)).distinct()
                                     .where(pixel.is_not(None))).scalars().all()
         pixels = np.asarray(coarse, dtype=np.int64)
-        near = neighbours(pixels, 2 ** level, order="nested") if len(pixels) else \
-            np.empty((8, 0), dtype=np.int64)
+        with np.errstate(invalid="ignore"):  # a corner pixel's missing neighbour is -1
+            near = neighbours(pixels, 2 ** level, order="nested") if len(pixels) else \
+                np.empty((8, 0), dtype=np.int64)
         own = np.concatenate([np.tile(pixels, 9)])
         other = np.concatenate([pixels, np.asarray(near, dtype=np.int64).ravel()])
         keep = other >= 0  # a pixel at a corner of a base pixel has seven neighbours

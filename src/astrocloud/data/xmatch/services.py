@@ -267,7 +267,8 @@ def _region(catalog: Catalog, table: sa.Table, around: Side, radius_arcsec: floa
     while len(pixels) * 9 > REGION_PIXELS and level > 0:
         level -= 1
         pixels = np.unique(pixels >> 2)
-    near = np.asarray(neighbours(pixels, 2 ** level, order="nested")).ravel()
+    with np.errstate(invalid="ignore"):  # a corner pixel's missing neighbour is -1
+        near = np.asarray(neighbours(pixels, 2 ** level, order="nested")).ravel()
     pixels = np.unique(np.concatenate([pixels, near[near >= 0]]))
     if len(pixels) > REGION_PIXELS:
         return None
@@ -353,7 +354,6 @@ def read_upload(ctx: Context, upload: Upload) -> Side:
         source = importer.open_catalog(path, fmt)
         try:
             planned = importer.plan_columns(source)
-            ra_col, dec_col = _find_position(planned, upload.ra, upload.dec)
             batches, rows = [], 0
             for chunk in importer.read_chunks(source):
                 arrays = []
@@ -374,6 +374,7 @@ def read_upload(ctx: Context, upload: Upload) -> Side:
             source.close()
     if rows == 0:
         raise ValidationFailed(_("The uploaded table has no rows."), field="file")
+    ra_col, dec_col = _find_position(planned, upload.ra, upload.dec)
     data = pa.Table.from_batches(batches)
     ra, dec = _positions(data, ra_col.name, dec_col.name)
     with np.errstate(invalid="ignore"):
