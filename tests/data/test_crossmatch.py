@@ -19,7 +19,7 @@ from astrocloud.core.identity import services as identity
 from astrocloud.data.catalogs import services as catalogs
 from astrocloud.data.xmatch import engines, services
 from tests.data import test_catalogs as shared
-from tests.data.test_catalogs import columns_for, sky, write_csv, write_parquet
+from tests.data.test_catalogs import columns_for, sky, write_parquet
 
 no_catalog_tables = shared.no_catalog_tables
 acting = shared.acting

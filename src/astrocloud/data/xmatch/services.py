@@ -164,24 +164,26 @@ def check_request(ctx: Context, *, left: str | Upload | None, right: str | None,
     """Every problem with the parameters at once (422)."""
     problems = []
     if left is None or (isinstance(left, str) and not left.strip()):
-        problems.append(_problem(ctx, "left", "Choose the left table: a catalog or a file."))
+        problems.append(_problem(ctx, "left", _("Choose the left table: a catalog or a file.")))
     elif isinstance(left, Upload) and not left.data:
-        problems.append(_problem(ctx, "file", "The uploaded file is empty."))
+        problems.append(_problem(ctx, "file", _("The uploaded file is empty.")))
     if not isinstance(right, str) or not right.strip():
-        problems.append(_problem(ctx, "right", "Choose the catalog to match against."))
+        problems.append(_problem(ctx, "right", _("Choose the catalog to match against.")))
     if isinstance(radius_arcsec, bool) or not isinstance(radius_arcsec, int | float) or \
             not math.isfinite(radius_arcsec) or not 0 < radius_arcsec <= MAX_RADIUS_ARCSEC:
-        problems.append(_problem(ctx, "radius", "The radius must be more than 0 and at most "
-                                                "%(max)s arcseconds.", max=int(MAX_RADIUS_ARCSEC)))
+        problems.append(_problem(ctx, "radius", _("The radius must be more than 0 and at most "
+                                                  "%(max)s arcseconds."),
+                                 max=int(MAX_RADIUS_ARCSEC)))
     if mode not in MODES:
-        problems.append(_problem(ctx, "mode", "The mode is “best” (the nearest match of each "
-                                              "row) or “all” (every match within the radius)."))
+        problems.append(_problem(ctx, "mode", _("The mode is “best” (the nearest match of each "
+                                                "row) or “all” (every match within the "
+                                                "radius).")))
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        problems.append(_problem(ctx, "limit", "The limit must be between 1 and %(max)s.",
+        problems.append(_problem(ctx, "limit", _("The limit must be between 1 and %(max)s."),
                                  max=MAX_LIMIT))
     if engine not in ENGINES:
-        problems.append(_problem(ctx, "engine", "The engine is “auto”, “memory” or "
-                                                "“database”."))
+        problems.append(_problem(ctx, "engine", _("The engine is “auto”, “memory” or "
+                                                  "“database”.")))
     if problems:
         raise ValidationFailed(problems)
 
