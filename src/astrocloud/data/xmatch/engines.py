@@ -244,7 +244,7 @@ class NeighbourTable:
         self.shift = 2 * (order - level)
         connection = session.connection()
         pixel = left.table.c[HEALPIX_COLUMN]
-        coarse = connection.execute(sa.select(pixel.op(">>")(self.shift)).distinct()
+        coarse = connection.execute(sa.select(pixel.op(">>")(_int(self.shift))).distinct()
                                     .where(pixel.is_not(None))).scalars().all()
         pixels = np.asarray(coarse, dtype=np.int64)
         with np.errstate(invalid="ignore"):  # a corner pixel's missing neighbour is -1
@@ -275,6 +275,11 @@ class NeighbourTable:
 
     def drop(self) -> None:
         self.table.drop(self.session.connection(), checkfirst=True)
+
+
+def _int(value: int):
+    """A shift count written into the SQL (PostgreSQL has `bigint >> integer` only)."""
+    return sa.literal_column(str(int(value)), sa.Integer())
 
 
 def _row_id(alias, dialect: str):
@@ -315,7 +320,7 @@ def database_statement(session: Session, left: SideSQL, right: SideSQL, radius_a
     sep = _sql_arcsec(hav).label("separation")
     rcols = [rt.c[c].label(n) for c, n in zip(right.columns, right_labels, strict=True)]
     within = hav <= math.sin(math.radians(radius) / 2) ** 2
-    source = (lt.join(nb, nb.c.pixel == lt.c[HEALPIX_COLUMN].op(">>")(neighbours.shift))
+    source = (lt.join(nb, nb.c.pixel == lt.c[HEALPIX_COLUMN].op(">>")(_int(neighbours.shift)))
               .join(rt, rt.c[HEALPIX_COLUMN].between(nb.c.lo, nb.c.hi)))
     if mode == "all":
         return sa.select(*lcols, *rcols, sep).select_from(source).where(within), [neighbours]
