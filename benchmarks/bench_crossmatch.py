@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--db-left", type=int, default=100_000)
     parser.add_argument("--postgres", default=None)
     parser.add_argument("--no-database", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
     ra1, dec1, ra2, dec2 = positions(args.rows)
     in_memory(ra1, dec1, ra2, dec2)
@@ -159,8 +160,9 @@ def main() -> None:
                  "right": write(tmp / "right.parquet", ra2, dec2, 2),
                  "small": write(tmp / "small.parquet", ra1[:args.db_left], dec1[:args.db_left],
                                 3)}
-        in_database(f"sqlite:///{tmp / 'bench.db'}", "SQLite", paths, args.rows, args.db_left,
-                    ["healpix"])
+        if not args.no_sqlite:
+            in_database(f"sqlite:///{tmp / 'bench.db'}", "SQLite", paths, args.rows,
+                        args.db_left, ["healpix"])
         if args.postgres:
             in_database(args.postgres, "PostgreSQL", paths, args.rows, args.db_left,
                         ["q3c", "healpix"])

@@ -54,6 +54,7 @@ MAX_LIMIT = 10_000_000
 MAX_SYNC_LIMIT = 1_000_000
 FETCH_ROWS = 50_000  # rows fetched from the database at a time
 REGION_PIXELS = 256  # the area around the left positions is described by at most this many
+REGION_MAX_DEG2 = 100.0  # beyond this area, a catalog that fits in memory is read whole
 TASK = "data.xmatch.run"
 
 
@@ -273,6 +274,11 @@ def _region(catalog: Catalog, table: sa.Table, around: Side, radius_arcsec: floa
         near = np.asarray(neighbours(pixels, 2 ** level, order="nested")).ravel()
     pixels = np.unique(np.concatenate([pixels, near[near >= 0]]))
     if len(pixels) > REGION_PIXELS:
+        return None
+    # A catalog that fits in memory is read whole unless the area is small: a few wide cones
+    # or ranges over most of a catalog cost more than reading it.
+    area = len(pixels) * 41253.0 / (12 * 4 ** level)
+    if area > REGION_MAX_DEG2 and catalog.n_rows <= MEMORY_ROWS:
         return None
     ra_c, dec_c = table.c[catalog.ra_column], table.c[catalog.dec_column]
     if catalog.index_kind == "q3c":
