@@ -150,6 +150,9 @@ MATRIX: dict[str, set[str]] = {
     "data.tap.query": PUBLIC,
     "data.tap.job.read": {"admin", "operator"},
     "data.tap.job.manage": {"admin", "operator"},
+    # the cross-match: everyone matches; someone else's asynchronous result is theirs alone
+    "data.crossmatch.run": PUBLIC,
+    "data.crossmatch.result": {"admin"},
     # the Cloud channel, on someone else's private node / account
     "cloud.vos.read": {"admin"},
     "cloud.vos.write": {"admin"},

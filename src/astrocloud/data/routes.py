@@ -1,5 +1,5 @@
 """HTTP routes of the Data channel: its parts' routers gathered in one place (the archive's
-JSON API and pages; the catalogs' once they are installed)."""
+JSON API and pages; the catalogs' and the cross-match's once they are installed)."""
 
 from importlib import import_module
 from importlib.util import find_spec
@@ -10,7 +10,8 @@ api = APIRouter()
 pages = APIRouter(include_in_schema=False)
 
 for _part in ("archive.routes", "archive.pages", "catalogs.routes", "catalogs.pages",
-              "vo.scs", "vo.sia", "vo.datalink", "vo.ssa", "vo.oai", "vo.tap"):
+              "xmatch.routes", "xmatch.pages", "vo.scs", "vo.sia", "vo.datalink", "vo.ssa",
+              "vo.oai", "vo.tap"):
     _name = f"astrocloud.data.{_part}"
     if find_spec(_name) is None:  # a part not built yet
         continue

@@ -1,0 +1,1 @@
+"""Positional cross-identification of a table with a catalog (the Data channel)."""
