@@ -132,6 +132,9 @@ MATRIX: dict[str, set[str]] = {
     "observation.programme.read": PUBLIC,
     "observation.programme.create": {"admin", "operator", "telescope_manager"},
     "observation.programme.update": {"admin", "operator", "telescope_manager"},
+    "observation.call.read": PUBLIC,
+    "observation.call.create": {"admin", "operator", "telescope_manager"},
+    "observation.call.update": {"admin", "operator", "telescope_manager"},
     # the archive, on someone else's proprietary file and ingest
     "data.file.read": {"admin", "operator", "telescope_manager", "qc_reviewer"},
     "data.archive.ingest": {"admin", "operator", "telescope_manager", "observer"},
@@ -220,7 +223,24 @@ def _archive_world(db, owner):
 
     draft = DataRelease(id=0, name="DR9", title="A draft", release_date=now, status="draft")
     return {"telescope": telescope, "programme": programme, "archive_file": archived,
-            "ingest": ingest, "data_release": draft}
+            "ingest": ingest, "data_release": draft, **_observation_world(db, telescope, owner)}
+
+
+def _observation_world(db, telescope, owner):
+    """A call on the telescope and someone else's draft proposal answering it."""
+    import datetime as dt
+
+    from astrocloud.observation.models import ObservationCall
+
+    now = dt.datetime.now(dt.UTC)
+    call = ObservationCall(telescope_id=telescope.id, name="M1", opens_at=now,
+                           closes_at=now + dt.timedelta(days=9),
+                           semester_start=now + dt.timedelta(days=30),
+                           semester_end=now + dt.timedelta(days=200),
+                           review_deadline=now + dt.timedelta(days=20))
+    db.add(call)
+    db.commit()
+    return {"call": call}
 
 
 def _proprietary_catalog(db, owner):
