@@ -40,7 +40,8 @@ class Channel:
 CHANNELS: tuple[Channel, ...] = (
     Channel("observation", _("Observation"),
             _("Apply for telescope time: calls, proposals, review, allocation, observing."),
-            "/observation", "telescope", True, ("routes",), ("models", "services", "calls")),
+            "/observation", "telescope", True, ("routes",),
+            ("models", "services", "calls", "proposals")),
     Channel("data", _("Data"),
             _("The observation archive, catalogs and Virtual Observatory services."),
             "/data", "database", True, ("routes",),

@@ -135,6 +135,12 @@ MATRIX: dict[str, set[str]] = {
     "observation.call.read": PUBLIC,
     "observation.call.create": {"admin", "operator", "telescope_manager"},
     "observation.call.update": {"admin", "operator", "telescope_manager"},
+    "observation.proposal.read": {"admin", "operator", "telescope_manager"},
+    "observation.proposal.create": SIGNED_IN,
+    "observation.proposal.update": {"admin"},
+    "observation.proposal.submit": {"admin"},
+    "observation.proposal.withdraw": {"admin"},
+    "observation.proposal.join": SIGNED_IN,
     # the archive, on someone else's proprietary file and ingest
     "data.file.read": {"admin", "operator", "telescope_manager", "qc_reviewer"},
     "data.archive.ingest": {"admin", "operator", "telescope_manager", "observer"},
@@ -230,7 +236,7 @@ def _observation_world(db, telescope, owner):
     """A call on the telescope and someone else's draft proposal answering it."""
     import datetime as dt
 
-    from astrocloud.observation.models import ObservationCall
+    from astrocloud.observation.models import ObservationCall, Proposal
 
     now = dt.datetime.now(dt.UTC)
     call = ObservationCall(telescope_id=telescope.id, name="M1", opens_at=now,
@@ -239,8 +245,13 @@ def _observation_world(db, telescope, owner):
                            semester_end=now + dt.timedelta(days=200),
                            review_deadline=now + dt.timedelta(days=20))
     db.add(call)
+    db.flush()
+    proposal = Proposal(call_id=call.id, telescope_id=telescope.id, pi_id=owner.id,
+                        title="Theirs", targets=[], custom_fields={},
+                        requested_by_instrument={})
+    db.add(proposal)
     db.commit()
-    return {"call": call}
+    return {"call": call, "proposal": proposal}
 
 
 def _proprietary_catalog(db, owner):

@@ -1,7 +1,7 @@
 """Calls for proposals: a telescope's cycles, run by its managers without writing code.
 
-A call is open from `opens_at` to `closes_at` (UTC, to the second; a submission at the very
-second of the deadline still counts, one second later does not) on a telescope open for
+A call is open from `opens_at` up to `closes_at` (UTC, whole seconds; the deadline is the
+first instant at which submissions are refused) on a telescope open for
 proposals. It says how many hours each instrument offers during its semester, the scientific
 categories, the proposal form (page and size limits of the justification PDF, maximum number
 of targets), the review set-up (reviewers per proposal, grade scale — 1 is best —, conflict
@@ -54,9 +54,8 @@ def to_second(value: dt.datetime) -> dt.datetime:
 
 
 def is_open(call: ObservationCall, now: dt.datetime) -> bool:
-    """Whether the call takes submissions at `now` (to the second, deadline included)."""
-    now = now.replace(microsecond=0)
-    return (call.telescope.open_for_proposals and call.opens_at <= now <= call.closes_at)
+    """Whether the call takes submissions at `now` (from its opening up to its deadline)."""
+    return call.telescope.open_for_proposals and call.opens_at <= now < call.closes_at
 
 
 def _number(value: Any) -> bool:
@@ -257,8 +256,8 @@ def list_calls(ctx: Context, *, telescope: str | None = None,
     if telescope:
         stmt = stmt.where(Telescope.name == telescope)
     if open_only:
-        now = ctx.now().replace(microsecond=0)
-        stmt = stmt.where(ObservationCall.opens_at <= now, ObservationCall.closes_at >= now,
+        now = ctx.now()
+        stmt = stmt.where(ObservationCall.opens_at <= now, ObservationCall.closes_at > now,
                           Telescope.open_for_proposals.is_(True))
     return list(ctx.db.scalars(ctx.visible(stmt)))
 

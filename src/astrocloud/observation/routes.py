@@ -12,6 +12,13 @@ programmes, calls, proposals, reviews, allocations and the observation log (its 
     GET   /api/v1/observation/programmes
     GET   /api/v1/observation/calls[?telescope=&open=true]   calls; POST opens one
     GET   /api/v1/observation/calls/<id>; PATCH changes it (the telescope's managers)
+    GET   /api/v1/observation/proposals[?call_id=&status=]  one's proposals; POST drafts one
+    GET   /api/v1/observation/proposals/<id>; PATCH saves a draft {version, …}
+    GET   /api/v1/observation/proposals/<id>/problems         what keeps it from submission
+    PUT   /api/v1/observation/proposals/<id>/justification    the PDF (GET reads it)
+    POST  /api/v1/observation/proposals/<id>/invitations      invite a co-I by e-mail
+    POST  /api/v1/observation/proposals/<id>/invitations/accept?token=
+    POST  /api/v1/observation/proposals/<id>/submit · /withdraw; GET …/versions
 """
 
 from __future__ import annotations
@@ -19,21 +26,24 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, UploadFile
 from pydantic import Field
+from starlette.responses import Response
 
 from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.inputs import StrictModel
 from astrocloud.core.web.routing import uses
-from astrocloud.observation import calls, services
+from astrocloud.observation import calls, proposals, services
 from astrocloud.observation.calls import CallOps
 from astrocloud.observation.pages import pages  # noqa: F401 - the channel's pages
+from astrocloud.observation.proposals import ProposalOps
 from astrocloud.observation.services import ObservationOps
 
 api = APIRouter(prefix="/api/v1/observation", tags=["observation"], route_class=AuditedRoute)
 Ctx = Annotated[Context, Depends(request_context)]
 Name = Annotated[str, Field(max_length=64)]
+MAX_JUSTIFICATION = 50 * 1024 * 1024  # the largest limit a call may set
 
 
 def telescope_out(t) -> dict[str, Any]:
@@ -179,3 +189,141 @@ def get_one_call(call_id: int, ctx: Ctx):
 def patch_call(call_id: int, body: CallFields, ctx: Ctx):
     call = calls.update_call(ctx, call_id, **body.model_dump(exclude_none=True))
     return call_out(call, ctx.now())
+
+
+# ---- proposals --------------------------------------------------------------------------------
+
+
+def proposal_out(ctx: Context, p) -> dict[str, Any]:
+    names = proposals.usernames(ctx, [p.pi_id] + [m.user_id for m in p.members if m.user_id])
+    document = p.document
+    return {"id": p.id, "call_id": p.call_id, "telescope": p.call.telescope.name,
+            "code": p.code, "status": p.status, "version": p.version,
+            "pi": names.get(p.pi_id), "title": p.title, "abstract": p.abstract,
+            "category": p.category, "targets": p.targets, "custom_fields": p.custom_fields,
+            "previous_allocations": p.previous_allocations,
+            "requested_hours": p.requested_hours,
+            "requested_by_instrument": p.requested_by_instrument,
+            "co_investigators": [{"email": m.email, "username": names.get(m.user_id),
+                                  "accepted": m.accepted_at is not None} for m in p.members],
+            "justification": None if document is None else {
+                "filename": document.filename, "size": document.size, "pages": document.pages,
+                "sha256": document.sha256,
+                "url": f"/api/v1/observation/proposals/{p.id}/justification"},
+            "deadline": p.call.closes_at, "submitted_at": p.submitted_at,
+            "updated_at": p.updated_at}
+
+
+class ProposalCreate(StrictModel):
+    call_id: int
+    title: str = Field("", max_length=300)
+    abstract: str = Field("", max_length=10_000)
+    category: str = Field("", max_length=100)
+
+
+class ProposalChange(StrictModel):
+    version: int = Field(description="the version the edit started from (optimistic locking)")
+    title: str | None = Field(None, max_length=300)
+    abstract: str | None = Field(None, max_length=10_000)
+    category: str | None = Field(None, max_length=100)
+    targets: list[Any] | None = Field(None, max_length=1000)
+    custom_fields: dict[str, Any] | None = None
+    previous_allocations: str | None = Field(None, max_length=10_000)
+
+
+class Invitation(StrictModel):
+    email: str = Field(max_length=254)
+
+
+class Submission(StrictModel):
+    version: int | None = None
+
+
+@api.get("/proposals", openapi_extra=uses(ProposalOps.READ),
+         summary="The proposals one may see")
+def get_proposals(ctx: Ctx, call_id: int | None = None,
+                  status: Annotated[str | None, Query(max_length=16)] = None):
+    return {"items": [proposal_out(ctx, p) for p in proposals.list_proposals(
+        ctx, call_id=call_id, status=status)]}
+
+
+@api.post("/proposals", status_code=201, openapi_extra=uses(ProposalOps.CREATE),
+          summary="Start a draft proposal on an open call")
+def post_proposal(body: ProposalCreate, ctx: Ctx):
+    proposal = proposals.create_proposal(ctx, **body.model_dump())
+    return proposal_out(ctx, proposal)
+
+
+@api.get("/proposals/{proposal_id}", openapi_extra=uses(ProposalOps.READ),
+         summary="One proposal")
+def get_one_proposal(proposal_id: int, ctx: Ctx):
+    return proposal_out(ctx, proposals.get_proposal(ctx, proposal_id))
+
+
+@api.patch("/proposals/{proposal_id}", openapi_extra=uses(ProposalOps.UPDATE),
+           summary="Save a draft (naming the version it started from)")
+def patch_proposal(proposal_id: int, body: ProposalChange, ctx: Ctx):
+    changes = body.model_dump(exclude_unset=True)
+    version = changes.pop("version")
+    return proposal_out(ctx, proposals.update_proposal(ctx, proposal_id, version=version,
+                                                       **changes))
+
+
+@api.get("/proposals/{proposal_id}/problems", openapi_extra=uses(ProposalOps.READ),
+         summary="What keeps a proposal from being submitted")
+def get_problems(proposal_id: int, ctx: Ctx):
+    problems = proposals.proposal_problems(ctx, proposal_id)
+    return {"ready": not problems, "errors": problems}
+
+
+@api.put("/proposals/{proposal_id}/justification", openapi_extra=uses(ProposalOps.UPDATE),
+         summary="Upload the justification PDF (multipart field `file`)")
+def put_justification(proposal_id: int, file: UploadFile, ctx: Ctx):
+    content = file.file.read(MAX_JUSTIFICATION + 1)
+    document = proposals.upload_justification(ctx, proposal_id, filename=file.filename or "",
+                                              content=content)
+    return {"filename": document.filename, "size": document.size, "pages": document.pages,
+            "sha256": document.sha256}
+
+
+@api.get("/proposals/{proposal_id}/justification", openapi_extra=uses(ProposalOps.READ),
+         summary="The justification PDF")
+def get_justification(proposal_id: int, ctx: Ctx):
+    document = proposals.justification(ctx, proposal_id)
+    return Response(document.content, media_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="proposal-{proposal_id}.pdf"'})
+
+
+@api.post("/proposals/{proposal_id}/invitations", status_code=201,
+          openapi_extra=uses(ProposalOps.UPDATE), summary="Invite a co-investigator by e-mail")
+def post_invitation(proposal_id: int, body: Invitation, ctx: Ctx):
+    member = proposals.invite_coi(ctx, proposal_id, email=body.email)
+    return {"email": member.email, "accepted": False}
+
+
+@api.post("/proposals/{proposal_id}/invitations/accept",
+          openapi_extra=uses(ProposalOps.JOIN), summary="Accept an invitation")
+def accept_invitation(proposal_id: int, ctx: Ctx,
+                      token: Annotated[str, Query(max_length=100)]):
+    return proposal_out(ctx, proposals.accept_invitation(ctx, proposal_id, token=token))
+
+
+@api.post("/proposals/{proposal_id}/submit", openapi_extra=uses(ProposalOps.SUBMIT),
+          summary="Submit (every problem listed at once; refused after the deadline)")
+def post_submit(proposal_id: int, body: Submission, ctx: Ctx):
+    return proposal_out(ctx, proposals.submit_proposal(ctx, proposal_id,
+                                                       version=body.version))
+
+
+@api.post("/proposals/{proposal_id}/withdraw", openapi_extra=uses(ProposalOps.WITHDRAW),
+          summary="Withdraw a submitted proposal")
+def post_withdraw(proposal_id: int, ctx: Ctx):
+    return proposal_out(ctx, proposals.withdraw_proposal(ctx, proposal_id))
+
+
+@api.get("/proposals/{proposal_id}/versions", openapi_extra=uses(ProposalOps.READ),
+         summary="The submitted (frozen) versions")
+def get_versions(proposal_id: int, ctx: Ctx):
+    return {"items": [{"number": v.number, "submitted_at": v.submitted_at,
+                       "content": v.content, "document_sha256": v.document_sha256}
+                      for v in proposals.proposal_versions(ctx, proposal_id)]}
