@@ -19,6 +19,7 @@ programmes, calls, proposals, reviews, allocations and the observation log (its 
     POST  /api/v1/observation/proposals/<id>/invitations      invite a co-I by e-mail
     POST  /api/v1/observation/proposals/<id>/invitations/accept?token=
     POST  /api/v1/observation/proposals/<id>/submit · /withdraw; GET …/versions
+    GET   /api/v1/observation/proposals/<id>/feasibility      observable hours per target
 """
 
 from __future__ import annotations
@@ -327,3 +328,11 @@ def get_versions(proposal_id: int, ctx: Ctx):
     return {"items": [{"number": v.number, "submitted_at": v.submitted_at,
                        "content": v.content, "document_sha256": v.document_sha256}
                       for v in proposals.proposal_versions(ctx, proposal_id)]}
+
+
+@api.get("/proposals/{proposal_id}/feasibility", openapi_extra=uses(ProposalOps.READ),
+         summary="Per target: observable hours and nights during the semester")
+def get_feasibility(proposal_id: int, ctx: Ctx):
+    from astrocloud.observation import feasibility
+
+    return {"items": feasibility.proposal_feasibility(ctx, proposal_id)}
