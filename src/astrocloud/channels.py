@@ -41,7 +41,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("observation", _("Observation"),
             _("Apply for telescope time: calls, proposals, review, allocation, observing."),
             "/observation", "telescope", True, ("routes",),
-            ("models", "services", "calls", "proposals", "feasibility")),
+            ("models", "services", "calls", "proposals", "feasibility", "reviews")),
     Channel("data", _("Data"),
             _("The observation archive, catalogs and Virtual Observatory services."),
             "/data", "database", True, ("routes",),

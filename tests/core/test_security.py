@@ -141,6 +141,11 @@ MATRIX: dict[str, set[str]] = {
     "observation.proposal.submit": {"admin"},
     "observation.proposal.withdraw": {"admin"},
     "observation.proposal.join": SIGNED_IN,
+    "observation.call.appoint": {"admin", "operator", "telescope_manager"},
+    "observation.review.read": {"admin", "operator", "telescope_manager"},
+    "observation.review.assign": {"admin", "operator", "telescope_manager"},
+    "observation.review.grade": {"admin"},
+    "observation.review.declare_conflict": {"admin", "reviewer"},
     # the archive, on someone else's proprietary file and ingest
     "data.file.read": {"admin", "operator", "telescope_manager", "qc_reviewer"},
     "data.archive.ingest": {"admin", "operator", "telescope_manager", "observer"},
@@ -236,7 +241,7 @@ def _observation_world(db, telescope, owner):
     """A call on the telescope and someone else's draft proposal answering it."""
     import datetime as dt
 
-    from astrocloud.observation.models import ObservationCall, Proposal
+    from astrocloud.observation.models import ObservationCall, Proposal, Review
 
     now = dt.datetime.now(dt.UTC)
     call = ObservationCall(telescope_id=telescope.id, name="M1", opens_at=now,
@@ -250,8 +255,12 @@ def _observation_world(db, telescope, owner):
                         title="Theirs", targets=[], custom_fields={},
                         requested_by_instrument={})
     db.add(proposal)
+    db.flush()
+    review = Review(proposal_id=proposal.id, call_id=call.id, telescope_id=telescope.id,
+                    reviewer_id=owner.id)
+    db.add(review)
     db.commit()
-    return {"call": call, "proposal": proposal}
+    return {"call": call, "proposal": proposal, "review": review}
 
 
 def _proprietary_catalog(db, owner):

@@ -69,3 +69,46 @@ def call_fields(**overrides) -> dict:
 @pytest.fixture
 def open_call(system, telescope):
     return calls.create_call(system, **call_fields())
+
+
+def as_user(system, user):
+    """Act as `user` through the services (like a request of theirs would)."""
+    from astrocloud.core.security.engine import load_subject
+
+    system.subject = load_subject(system.db, user)
+    return system
+
+
+def submit_as(system, user, call, title="A proposal", targets=None, cois=()):
+    """A submitted proposal of `user` on `call` (with accepted co-investigators `cois`)."""
+    import io
+
+    from pypdf import PdfWriter
+
+    from astrocloud.core.security.engine import Subject
+    from astrocloud.observation import proposals
+
+    target = {"name": "M 67", "ra": 132.825, "dec": 11.8,
+              "exposures": [{"instrument": "YFOSC", "setup": {"mode": "imaging",
+                                                              "filter": "V"},
+                             "seconds": 300, "count": 4}]}
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    try:
+        as_user(system, user)
+        p = proposals.create_proposal(system, call_id=call.id, title=title, abstract="Why.",
+                                      category="Stars")
+        proposals.update_proposal(system, p.id, version=None, targets=targets or [target])
+        proposals.upload_justification(system, p.id, filename="j.pdf",
+                                       content=buffer.getvalue())
+        for coi in cois:
+            member = proposals.invite_coi(system, p.id, email=coi.email)
+            as_user(system, coi)
+            proposals.accept_invitation(system, p.id, token=member.token)
+            as_user(system, user)
+        proposals.submit_proposal(system, p.id)
+        return p.id
+    finally:
+        system.subject = Subject.system_subject()

@@ -200,12 +200,28 @@ def _python_cois(proposal) -> list[int]:
             if m.user_id is not None and m.accepted_at is not None]
 
 
+def _proposal_reviewers(model):
+    return sa.select(Review.reviewer_id).where(Review.proposal_id == model.id)
+
+
+def _python_reviewers(proposal) -> list[int]:
+    from sqlalchemy.orm import object_session
+
+    session = object_session(proposal)
+    if session is None or proposal.id is None:
+        return []
+    return list(session.scalars(sa.select(Review.reviewer_id).where(
+        Review.proposal_id == proposal.id)))
+
+
 @register_resource("proposal", scopes={"telescope": "telescope_id", "call": "call_id"},
                    extra=lambda: {
     "coi_ids": Collection(INT, python=_python_cois, sql=_proposal_cois,
                           doc="the co-investigators who accepted their invitation"),
     "call": Relation("call", "call_id", python=lambda p: p.call,
                      doc="the call it answers (call.closes_at is the deadline)"),
+    "reviewer_ids": Collection(INT, python=_python_reviewers, sql=_proposal_reviewers,
+                               doc="the reviewers assigned to it"),
 })
 class Proposal(Base):
     """A proposal for telescope time: drafted by its PI and co-investigators, submitted (a
@@ -310,3 +326,123 @@ class FeasibilityResult(Base):
     nights: Mapped[int] = mapped_column(doc="nights with any observable time")
     grid_minutes: Mapped[int] = mapped_column()
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ---- review ----------------------------------------------------------------------------------
+
+
+@register_resource("review", scopes={"telescope": "telescope_id", "call": "call_id"},
+                   extra=lambda: {
+    "call": Relation("call", "call_id", python=lambda r: r.call,
+                     doc="the call (call.review_deadline ends grading)"),
+})
+class Review(Base):
+    """One reviewer's review of one proposal: a science review (grade on the call's scale,
+    1 best, and a comment) or a technical review by telescope staff (feasible or not)."""
+
+    __tablename__ = "proposal_reviews"
+    __table_args__ = (sa.UniqueConstraint("proposal_id", "reviewer_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id", ondelete="CASCADE"),
+                                             index=True)
+    call_id: Mapped[int] = mapped_column(sa.ForeignKey("observation_calls.id",
+                                                       ondelete="CASCADE"))
+    telescope_id: Mapped[int] = mapped_column(sa.ForeignKey("telescopes.id",
+                                                            ondelete="CASCADE"))
+    reviewer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(16), default="science")  # or technical
+    grade: Mapped[float | None] = mapped_column()
+    feasible: Mapped[bool | None] = mapped_column()
+    comment: Mapped[str] = mapped_column(sa.Text, default="")
+    assigned_by: Mapped[str] = mapped_column(sa.String(16), default="auto")  # or manual
+    submitted_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    call: Mapped[ObservationCall] = relationship()
+    proposal: Mapped[Proposal] = relationship()
+
+
+class ReviewConflict(Base):
+    """A conflict of interest a reviewer declared with a proposal: never assigned to it."""
+
+    __tablename__ = "review_conflicts"
+    __table_args__ = (sa.UniqueConstraint("reviewer_id", "proposal_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reviewer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(sa.String(500), default="")
+    declared_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ---- allocation ------------------------------------------------------------------------------
+
+
+@register_resource("allocation", scopes={"telescope": "telescope_id", "call": "call_id"},
+                   extra=lambda: {
+    "call": Relation("call", "call_id", python=lambda a: a.call,
+                     doc="the call (call.review_deadline, call.results_published_at)"),
+})
+class Allocation(Base):
+    """The TAC's decision on one proposal: its normalised score and rank (with the reasons
+    of any adjustment), grade A/B/C (none: not allocated), hours per instrument, and once
+    published the programme it became."""
+
+    __tablename__ = "allocations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id", ondelete="CASCADE"),
+                                             unique=True)
+    call_id: Mapped[int] = mapped_column(sa.ForeignKey("observation_calls.id",
+                                                       ondelete="CASCADE"), index=True)
+    telescope_id: Mapped[int] = mapped_column(sa.ForeignKey("telescopes.id",
+                                                            ondelete="CASCADE"))
+    pi_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    score: Mapped[float | None] = mapped_column(doc="mean normalised grade (1 best)")
+    rank: Mapped[int] = mapped_column()
+    # [{by, from, to, reason, at}]
+    rank_history: Mapped[list] = mapped_column(sa.JSON, default=list)
+    grade: Mapped[str | None] = mapped_column(sa.String(1), doc="A, B, C; None: no time")
+    hours: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    total_hours: Mapped[float] = mapped_column(default=0.0)
+    outcome: Mapped[str] = mapped_column(sa.String(16), default="none")  # full, partial, none
+    published: Mapped[bool] = mapped_column(default=False)
+    programme_id: Mapped[int | None] = mapped_column(sa.ForeignKey("programmes.id",
+                                                                   ondelete="SET NULL"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    call: Mapped[ObservationCall] = relationship()
+    proposal: Mapped[Proposal] = relationship()
+
+
+# ---- observing -------------------------------------------------------------------------------
+
+
+@register_resource("observation_log", scopes={"telescope": "telescope_id"})
+class ObservationLog(Base):
+    """One entry of a telescope's observation log: which programme's target was observed
+    when, under which conditions, with what result, which data files it produced, and the
+    time charged to the programme."""
+
+    __tablename__ = "observation_logs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telescope_id: Mapped[int] = mapped_column(sa.ForeignKey("telescopes.id",
+                                                            ondelete="CASCADE"))
+    programme_id: Mapped[int] = mapped_column(sa.ForeignKey("programmes.id",
+                                                            ondelete="CASCADE"), index=True)
+    pi_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    target: Mapped[str] = mapped_column(sa.String(100))
+    instrument: Mapped[str] = mapped_column(sa.String(64), default="")
+    start: Mapped[dt.datetime] = mapped_column()
+    end: Mapped[dt.datetime] = mapped_column()
+    # seeing_arcsec, transparency, moon …
+    conditions: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16), default="done")
+    file_ids: Mapped[list] = mapped_column(sa.JSON, default=list)
+    charged_hours: Mapped[float] = mapped_column(default=0.0)
+    observer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id",
+                                                                  ondelete="SET NULL"))
+    notes: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -20,6 +20,10 @@ programmes, calls, proposals, reviews, allocations and the observation log (its 
     POST  /api/v1/observation/proposals/<id>/invitations/accept?token=
     POST  /api/v1/observation/proposals/<id>/submit · /withdraw; GET …/versions
     GET   /api/v1/observation/proposals/<id>/feasibility      observable hours per target
+    POST  /api/v1/observation/calls/<id>/appointments         reviewer pool and TAC
+    GET   /api/v1/observation/reviews[?call_id=&proposal_id=]; POST assigns one by hand;
+          POST …/reviews/auto-assign {call_id}; PATCH …/reviews/<id> grades; DELETE removes;
+          POST …/reviews/conflicts declares a conflict of interest
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.inputs import StrictModel
 from astrocloud.core.web.routing import uses
-from astrocloud.observation import calls, proposals, services
+from astrocloud.observation import calls, proposals, reviews, services
 from astrocloud.observation.calls import CallOps
 from astrocloud.observation.pages import pages  # noqa: F401 - the channel's pages
 from astrocloud.observation.proposals import ProposalOps
+from astrocloud.observation.reviews import ReviewOps
 from astrocloud.observation.services import ObservationOps
 
 api = APIRouter(prefix="/api/v1/observation", tags=["observation"], route_class=AuditedRoute)
@@ -336,3 +341,100 @@ def get_feasibility(proposal_id: int, ctx: Ctx):
     from astrocloud.observation import feasibility
 
     return {"items": feasibility.proposal_feasibility(ctx, proposal_id)}
+
+
+# ---- review -----------------------------------------------------------------------------------
+
+
+class Appointment(StrictModel):
+    username: Name
+    role: str = Field("reviewer", max_length=16)
+    remove: bool = False
+
+
+@api.post("/calls/{call_id}/appointments", openapi_extra=uses(ReviewOps.APPOINT),
+          summary="Appoint (or remove) a reviewer or TAC member of a call")
+def post_appointment(call_id: int, body: Appointment, ctx: Ctx):
+    members = reviews.appoint(ctx, call_id, username=body.username, role=body.role,
+                              remove=body.remove)
+    return {"role": body.role, "members": [u.username for u in members]}
+
+
+def review_out(ctx: Context, r, names: dict[int, str]) -> dict[str, Any]:
+    # Reviewers are named only to those who assign them and to themselves: PIs never see
+    # them, and other reviewers or TAC members see an anonymous label.
+    shown = r.reviewer_id == ctx.subject.id or ctx.can(ReviewOps.ASSIGN, r.call)
+    return {"id": r.id, "proposal_id": r.proposal_id, "call_id": r.call_id, "kind": r.kind,
+            "reviewer": names.get(r.reviewer_id) if shown else f"Reviewer {r.id}",
+            "grade": r.grade, "feasible": r.feasible, "comment": r.comment,
+            "assigned_by": r.assigned_by, "submitted_at": r.submitted_at,
+            "review_deadline": r.call.review_deadline}
+
+
+class ReviewAssign(StrictModel):
+    proposal_id: int
+    username: Name
+    kind: str = Field("science", max_length=16)
+
+
+class AutoAssign(StrictModel):
+    call_id: int
+
+
+class Grade(StrictModel):
+    grade: float | None = None
+    feasible: bool | None = None
+    comment: str = Field("", max_length=20_000)
+
+
+class ConflictDeclaration(StrictModel):
+    proposal_id: int
+    reason: str = Field("", max_length=500)
+
+
+@api.get("/reviews", openapi_extra=uses(ReviewOps.READ), summary="The reviews one may see")
+def get_reviews(ctx: Ctx, call_id: int | None = None, proposal_id: int | None = None):
+    found = reviews.list_reviews(ctx, call_id=call_id, proposal_id=proposal_id)
+    names = proposals.usernames(ctx, [r.reviewer_id for r in found])
+    return {"items": [review_out(ctx, r, names) for r in found]}
+
+
+@api.get("/reviews/{review_id}", openapi_extra=uses(ReviewOps.READ), summary="One review")
+def get_one_review(review_id: int, ctx: Ctx):
+    review = reviews.get_review(ctx, review_id)
+    return review_out(ctx, review, proposals.usernames(ctx, [review.reviewer_id]))
+
+
+@api.post("/reviews", status_code=201, openapi_extra=uses(ReviewOps.ASSIGN),
+          summary="Assign a review by hand (science or technical)")
+def post_review(body: ReviewAssign, ctx: Ctx):
+    review = reviews.assign(ctx, body.proposal_id, username=body.username, kind=body.kind)
+    return review_out(ctx, review, proposals.usernames(ctx, [review.reviewer_id]))
+
+
+@api.post("/reviews/auto-assign", openapi_extra=uses(ReviewOps.ASSIGN),
+          summary="Assign reviewers to every submitted proposal of a call")
+def post_auto_assign(body: AutoAssign, ctx: Ctx):
+    return reviews.auto_assign(ctx, body.call_id)
+
+
+@api.delete("/reviews/{review_id}", status_code=204, openapi_extra=uses(ReviewOps.ASSIGN),
+            summary="Remove a review")
+def delete_review(review_id: int, ctx: Ctx):
+    reviews.unassign(ctx, review_id)
+    return Response(status_code=204)
+
+
+@api.patch("/reviews/{review_id}", openapi_extra=uses(ReviewOps.GRADE),
+           summary="Grade and comment (before the review deadline)")
+def patch_review(review_id: int, body: Grade, ctx: Ctx):
+    review = reviews.grade(ctx, review_id, grade=body.grade, feasible=body.feasible,
+                           comment=body.comment)
+    return review_out(ctx, review, proposals.usernames(ctx, [review.reviewer_id]))
+
+
+@api.post("/reviews/conflicts", status_code=201, openapi_extra=uses(ReviewOps.DECLARE),
+          summary="Declare a conflict of interest with a proposal")
+def post_conflict(body: ConflictDeclaration, ctx: Ctx):
+    found = reviews.declare_conflict(ctx, body.proposal_id, reason=body.reason)
+    return {"proposal_id": found.proposal_id, "reason": found.reason}

@@ -3,7 +3,7 @@ their team, versions and justification, feasibility, reviews, allocations and th
 
 Revision ID: 0009_observation
 Revises: 0006
-Create Date: 2026-12-04 14:45:35.515520
+Create Date: 2026-12-04 14:54:41.261692
 """
 
 from alembic import op
@@ -54,6 +54,31 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_feasibility_results')),
     sa.UniqueConstraint('call_id', 'target_key', name=op.f('uq_feasibility_results_call_id'))
     )
+    op.create_table('observation_logs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('telescope_id', sa.Integer(), nullable=False),
+    sa.Column('programme_id', sa.Integer(), nullable=False),
+    sa.Column('pi_id', sa.Integer(), nullable=True),
+    sa.Column('target', sa.String(length=100), nullable=False),
+    sa.Column('instrument', sa.String(length=64), nullable=False),
+    sa.Column('start', astrocloud.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('end', astrocloud.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('conditions', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('file_ids', sa.JSON(), nullable=False),
+    sa.Column('charged_hours', sa.Double(), nullable=False),
+    sa.Column('observer_id', sa.Integer(), nullable=True),
+    sa.Column('notes', sa.Text(), nullable=False),
+    sa.Column('created_at', astrocloud.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['observer_id'], ['users.id'], name=op.f('fk_observation_logs_observer_id_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['pi_id'], ['users.id'], name=op.f('fk_observation_logs_pi_id_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['programme_id'], ['programmes.id'], name=op.f('fk_observation_logs_programme_id_programmes'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['telescope_id'], ['telescopes.id'], name=op.f('fk_observation_logs_telescope_id_telescopes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_observation_logs'))
+    )
+    with op.batch_alter_table('observation_logs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_observation_logs_programme_id'), ['programme_id'], unique=False)
+
     op.create_table('proposals',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('call_id', sa.Integer(), nullable=False),
@@ -82,6 +107,33 @@ def upgrade() -> None:
     with op.batch_alter_table('proposals', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_proposals_call_id'), ['call_id'], unique=False)
 
+    op.create_table('allocations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('proposal_id', sa.Integer(), nullable=False),
+    sa.Column('call_id', sa.Integer(), nullable=False),
+    sa.Column('telescope_id', sa.Integer(), nullable=False),
+    sa.Column('pi_id', sa.Integer(), nullable=False),
+    sa.Column('score', sa.Double(), nullable=True),
+    sa.Column('rank', sa.Integer(), nullable=False),
+    sa.Column('rank_history', sa.JSON(), nullable=False),
+    sa.Column('grade', sa.String(length=1), nullable=True),
+    sa.Column('hours', sa.JSON(), nullable=False),
+    sa.Column('total_hours', sa.Double(), nullable=False),
+    sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('published', sa.Boolean(), nullable=False),
+    sa.Column('programme_id', sa.Integer(), nullable=True),
+    sa.Column('updated_at', astrocloud.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['call_id'], ['observation_calls.id'], name=op.f('fk_allocations_call_id_observation_calls'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['pi_id'], ['users.id'], name=op.f('fk_allocations_pi_id_users'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['programme_id'], ['programmes.id'], name=op.f('fk_allocations_programme_id_programmes'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['proposal_id'], ['proposals.id'], name=op.f('fk_allocations_proposal_id_proposals'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['telescope_id'], ['telescopes.id'], name=op.f('fk_allocations_telescope_id_telescopes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_allocations')),
+    sa.UniqueConstraint('proposal_id', name=op.f('uq_allocations_proposal_id'))
+    )
+    with op.batch_alter_table('allocations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_allocations_call_id'), ['call_id'], unique=False)
+
     op.create_table('proposal_documents',
     sa.Column('proposal_id', sa.Integer(), nullable=False),
     sa.Column('filename', sa.String(length=200), nullable=False),
@@ -106,6 +158,29 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_proposal_members')),
     sa.UniqueConstraint('proposal_id', 'email', name=op.f('uq_proposal_members_proposal_id'))
     )
+    op.create_table('proposal_reviews',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('proposal_id', sa.Integer(), nullable=False),
+    sa.Column('call_id', sa.Integer(), nullable=False),
+    sa.Column('telescope_id', sa.Integer(), nullable=False),
+    sa.Column('reviewer_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('grade', sa.Double(), nullable=True),
+    sa.Column('feasible', sa.Boolean(), nullable=True),
+    sa.Column('comment', sa.Text(), nullable=False),
+    sa.Column('assigned_by', sa.String(length=16), nullable=False),
+    sa.Column('submitted_at', astrocloud.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', astrocloud.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['call_id'], ['observation_calls.id'], name=op.f('fk_proposal_reviews_call_id_observation_calls'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['proposal_id'], ['proposals.id'], name=op.f('fk_proposal_reviews_proposal_id_proposals'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['reviewer_id'], ['users.id'], name=op.f('fk_proposal_reviews_reviewer_id_users'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['telescope_id'], ['telescopes.id'], name=op.f('fk_proposal_reviews_telescope_id_telescopes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_proposal_reviews')),
+    sa.UniqueConstraint('proposal_id', 'reviewer_id', 'kind', name=op.f('uq_proposal_reviews_proposal_id'))
+    )
+    with op.batch_alter_table('proposal_reviews', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_proposal_reviews_proposal_id'), ['proposal_id'], unique=False)
+
     op.create_table('proposal_versions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('proposal_id', sa.Integer(), nullable=False),
@@ -118,6 +193,17 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['submitted_by_id'], ['users.id'], name=op.f('fk_proposal_versions_submitted_by_id_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_proposal_versions')),
     sa.UniqueConstraint('proposal_id', 'number', name=op.f('uq_proposal_versions_proposal_id'))
+    )
+    op.create_table('review_conflicts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('reviewer_id', sa.Integer(), nullable=False),
+    sa.Column('proposal_id', sa.Integer(), nullable=False),
+    sa.Column('reason', sa.String(length=500), nullable=False),
+    sa.Column('declared_at', astrocloud.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['proposal_id'], ['proposals.id'], name=op.f('fk_review_conflicts_proposal_id_proposals'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['reviewer_id'], ['users.id'], name=op.f('fk_review_conflicts_reviewer_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_review_conflicts')),
+    sa.UniqueConstraint('reviewer_id', 'proposal_id', name=op.f('uq_review_conflicts_reviewer_id'))
     )
     with op.batch_alter_table('instruments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('setup_schema', sa.JSON(), nullable=False,
@@ -142,13 +228,26 @@ def downgrade() -> None:
     with op.batch_alter_table('instruments', schema=None) as batch_op:
         batch_op.drop_column('setup_schema')
 
+    op.drop_table('review_conflicts')
     op.drop_table('proposal_versions')
+    with op.batch_alter_table('proposal_reviews', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_proposal_reviews_proposal_id'))
+
+    op.drop_table('proposal_reviews')
     op.drop_table('proposal_members')
     op.drop_table('proposal_documents')
+    with op.batch_alter_table('allocations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_allocations_call_id'))
+
+    op.drop_table('allocations')
     with op.batch_alter_table('proposals', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_proposals_call_id'))
 
     op.drop_table('proposals')
+    with op.batch_alter_table('observation_logs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_observation_logs_programme_id'))
+
+    op.drop_table('observation_logs')
     op.drop_table('feasibility_results')
     op.drop_table('observation_calls')
     # ### end Alembic commands ###
