@@ -146,6 +146,12 @@ MATRIX: dict[str, set[str]] = {
     "observation.review.assign": {"admin", "operator", "telescope_manager"},
     "observation.review.grade": {"admin"},
     "observation.review.declare_conflict": {"admin", "reviewer"},
+    "observation.allocation.read": {"admin", "operator", "telescope_manager"},
+    "observation.allocation.run": {"admin", "operator", "telescope_manager"},
+    "observation.allocation.rank": {"admin", "operator", "telescope_manager"},
+    "observation.allocation.publish": {"admin", "operator", "telescope_manager"},
+    "observation.log.read": {"admin", "operator", "telescope_manager", "observer"},
+    "observation.log.write": {"admin", "operator", "telescope_manager", "observer"},
     # the archive, on someone else's proprietary file and ingest
     "data.file.read": {"admin", "operator", "telescope_manager", "qc_reviewer"},
     "data.archive.ingest": {"admin", "operator", "telescope_manager", "observer"},
@@ -241,7 +247,13 @@ def _observation_world(db, telescope, owner):
     """A call on the telescope and someone else's draft proposal answering it."""
     import datetime as dt
 
-    from astrocloud.observation.models import ObservationCall, Proposal, Review
+    from astrocloud.observation.models import (
+        Allocation,
+        ObservationCall,
+        ObservationLog,
+        Proposal,
+        Review,
+    )
 
     now = dt.datetime.now(dt.UTC)
     call = ObservationCall(telescope_id=telescope.id, name="M1", opens_at=now,
@@ -260,7 +272,14 @@ def _observation_world(db, telescope, owner):
                     reviewer_id=owner.id)
     db.add(review)
     db.commit()
-    return {"call": call, "proposal": proposal, "review": review}
+    # not stored: rules only read their attributes
+    allocation = Allocation(id=0, proposal_id=proposal.id, call_id=call.id, call=call,
+                            telescope_id=telescope.id, pi_id=owner.id, rank=1,
+                            published=False)
+    log = ObservationLog(id=0, telescope_id=telescope.id, programme_id=0, pi_id=owner.id,
+                         target="x", start=now, end=now)
+    return {"call": call, "proposal": proposal, "review": review, "allocation": allocation,
+            "observation_log": log}
 
 
 def _proprietary_catalog(db, owner):

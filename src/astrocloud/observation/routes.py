@@ -24,6 +24,10 @@ programmes, calls, proposals, reviews, allocations and the observation log (its 
     GET   /api/v1/observation/reviews[?call_id=&proposal_id=]; POST assigns one by hand;
           POST …/reviews/auto-assign {call_id}; PATCH …/reviews/<id> grades; DELETE removes;
           POST …/reviews/conflicts declares a conflict of interest
+    GET   /api/v1/observation/allocations[?call_id=]; POST …/allocations/run {call_id};
+          PATCH …/allocations/<id> {rank, reason}; POST …/allocations/publish {call_id}
+    GET   /api/v1/observation/queue/<telescope>[/plan?night=YYYY-MM-DD]
+    GET   /api/v1/observation/observation-logs[?telescope=&programme=]; POST records one
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.inputs import StrictModel
 from astrocloud.core.web.routing import uses
-from astrocloud.observation import calls, proposals, reviews, services
+from astrocloud.observation import allocations, calls, observing, proposals, reviews, services
+from astrocloud.observation.allocations import AllocationOps
 from astrocloud.observation.calls import CallOps
+from astrocloud.observation.observing import ObservingOps
 from astrocloud.observation.pages import pages  # noqa: F401 - the channel's pages
 from astrocloud.observation.proposals import ProposalOps
 from astrocloud.observation.reviews import ReviewOps
@@ -438,3 +444,108 @@ def patch_review(review_id: int, body: Grade, ctx: Ctx):
 def post_conflict(body: ConflictDeclaration, ctx: Ctx):
     found = reviews.declare_conflict(ctx, body.proposal_id, reason=body.reason)
     return {"proposal_id": found.proposal_id, "reason": found.reason}
+
+
+# ---- TAC and allocation -----------------------------------------------------------------------
+
+
+def allocation_out(a) -> dict[str, Any]:
+    return {"id": a.id, "call_id": a.call_id, "proposal_id": a.proposal_id,
+            "code": a.proposal.code, "title": a.proposal.title, "score": a.score,
+            "rank": a.rank, "rank_history": a.rank_history, "grade": a.grade,
+            "requested_by_instrument": a.proposal.requested_by_instrument,
+            "hours": a.hours, "total_hours": a.total_hours, "outcome": a.outcome,
+            "published": a.published, "programme_id": a.programme_id}
+
+
+class CallRef(StrictModel):
+    call_id: int
+
+
+class RankChange(StrictModel):
+    rank: int = Field(ge=1, le=100_000)
+    reason: str = Field(max_length=2000)
+
+
+@api.get("/allocations", openapi_extra=uses(AllocationOps.READ),
+         summary="The ranking and allocations one may see")
+def get_allocations(ctx: Ctx, call_id: int | None = None):
+    return {"items": [allocation_out(a) for a in allocations.list_allocations(
+        ctx, call_id=call_id)]}
+
+
+@api.post("/allocations/run", openapi_extra=uses(AllocationOps.RUN),
+          summary="Rank a call's proposals and allocate its hours")
+def post_run(body: CallRef, ctx: Ctx):
+    summary = allocations.run_allocation(ctx, body.call_id)
+    return {**summary, "items": [allocation_out(a) for a in allocations.list_allocations(
+        ctx, call_id=body.call_id)]}
+
+
+@api.patch("/allocations/{allocation_id}", openapi_extra=uses(AllocationOps.RANK),
+           summary="Move a proposal in the ranking, with a reason")
+def patch_allocation(allocation_id: int, body: RankChange, ctx: Ctx):
+    return allocation_out(allocations.adjust_rank(ctx, allocation_id, rank=body.rank,
+                                                  reason=body.reason))
+
+
+@api.post("/allocations/publish", openapi_extra=uses(AllocationOps.PUBLISH),
+          summary="Publish a call's results (programmes, e-mails to the PIs)")
+def post_publish(body: CallRef, ctx: Ctx):
+    return allocations.publish(ctx, body.call_id)
+
+
+# ---- observing --------------------------------------------------------------------------------
+
+
+def log_out(ctx: Context, entry) -> dict[str, Any]:
+    programme = services.programme_by_id(ctx, entry.programme_id)
+    return {"id": entry.id, "telescope_id": entry.telescope_id,
+            "programme": programme.code if programme else None, "target": entry.target,
+            "instrument": entry.instrument, "start": entry.start, "end": entry.end,
+            "conditions": entry.conditions, "status": entry.status,
+            "file_ids": entry.file_ids, "charged_hours": entry.charged_hours,
+            "notes": entry.notes,
+            "balance": observing.allocation_balance(ctx, entry.programme_id)}
+
+
+class LogEntry(StrictModel):
+    telescope: Name
+    programme: Name
+    target: str = Field(max_length=100)
+    start: dt.datetime
+    end: dt.datetime
+    status: str = Field("done", max_length=16)
+    instrument: str = Field("", max_length=64)
+    conditions: dict[str, Any] = Field(default_factory=dict, max_length=20)
+    file_ids: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list,
+                                                                  max_length=1000)
+    notes: str = Field("", max_length=10_000)
+
+
+@api.get("/queue/{telescope}", openapi_extra=uses(AllocationOps.READ),
+         summary="A telescope's observing queue with remaining hours")
+def get_queue(telescope: str, ctx: Ctx):
+    return {"items": observing.queue(ctx, telescope[:64])}
+
+
+@api.get("/queue/{telescope}/plan", openapi_extra=uses(AllocationOps.READ),
+         summary="The plan for one night (local evening of `night`)")
+def get_plan(telescope: str, night: dt.date, ctx: Ctx):
+    return {"night": night, "items": observing.night_plan(ctx, telescope[:64], night)}
+
+
+@api.get("/observation-logs", openapi_extra=uses(ObservingOps.LOG_READ),
+         summary="The observation log one may see")
+def get_logs(ctx: Ctx, telescope: Annotated[str | None, Query(max_length=64)] = None,
+             programme: Annotated[str | None, Query(max_length=64)] = None):
+    return {"items": [log_out(ctx, e) for e in observing.list_logs(
+        ctx, telescope=telescope, programme=programme)]}
+
+
+@api.post("/observation-logs", status_code=201, openapi_extra=uses(ObservingOps.LOG_WRITE),
+          summary="Record an observation (charges its time to the programme)")
+def post_log(body: LogEntry, ctx: Ctx):
+    data = body.model_dump()
+    entry = observing.record(ctx, data.pop("telescope"), **data)
+    return log_out(ctx, entry)
