@@ -9,6 +9,7 @@ import pytest
 
 from astrocloud.core.security import services as security
 from astrocloud.observation import calls, services
+from tests.core.test_cli import cli, home, installed  # noqa: F401 - fixtures
 
 SCOPE = "Lijiang 2.4m"
 SCHEMA = {

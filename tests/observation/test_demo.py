@@ -16,7 +16,6 @@ from astrocloud.observation.models import (
     Proposal,
     Review,
 )
-from tests.core.test_cli import cli, home, installed  # noqa: F401 - fixtures
 
 
 def test_the_demo_has_an_open_call_and_a_whole_cycle(installed):
