@@ -5,6 +5,11 @@
     /observation/calls/<id>        one call: its dates (UTC and the telescope's local time),
                                    hours per instrument, categories, form and review set-up,
                                    and the instruments' parameters
+    /observation/calls/<id>/manage the telescope manager's page: edit the call, appoint the
+                                   reviewer pool and TAC, assign reviewers, allocate, publish
+                                   (POST …/manage, …/appoint, …/assign, …/allocate, …/publish)
+    /observation/proposals/<id>    a proposal, printable: team, targets, hours, feasibility,
+                                   justification, decision
 
 What is shown is what the caller may see: every page goes through the channel's services.
 """
@@ -15,14 +20,20 @@ import datetime as dt
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 
+from astrocloud.core.errors import ValidationFailed
+from astrocloud.core.i18n import gettext
+from astrocloud.core.identity.pages import flash_redirect
 from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.routing import uses
 from astrocloud.core.web.templating import render
-from astrocloud.observation import calls
+from astrocloud.observation import allocations, calls, proposals, reviews
+from astrocloud.observation.allocations import AllocationOps
 from astrocloud.observation.calls import CallOps
+from astrocloud.observation.proposals import ProposalOps
+from astrocloud.observation.reviews import ReviewOps
 
 pages = APIRouter(include_in_schema=False, route_class=AuditedRoute)
 Ctx = Annotated[Context, Depends(request_context)]
@@ -36,15 +47,135 @@ def local(value: dt.datetime, zone: str) -> dt.datetime:
         return value
 
 
-@pages.get("/observation", openapi_extra=uses(CallOps.READ), name="observation_landing")
+@pages.get("/observation", openapi_extra=uses(CallOps.READ, ProposalOps.READ),
+           name="observation_landing")
 def landing(request: Request, ctx: Ctx):
     open_calls = calls.list_calls(ctx, open_only=True)
-    return render(request, "observation/landing.html", calls=open_calls, now=ctx.now())
+    mine = proposals.list_proposals(ctx) if ctx.subject.authenticated else []
+    return render(request, "observation/landing.html", calls=open_calls, now=ctx.now(),
+                  proposals=mine)
 
 
 @pages.get("/observation/calls/{call_id}", openapi_extra=uses(CallOps.READ))
 def call_page(request: Request, call_id: int, ctx: Ctx):
     call = calls.get_call(ctx, call_id)
     return render(request, "observation/call.html", call=call, now=ctx.now(),
-                  is_open=calls.is_open(call, ctx.now()),
+                  is_open=calls.is_open(call, ctx.now()), manage_op=CallOps.UPDATE,
                   local=lambda value: local(value, call.telescope.time_zone))
+
+
+@pages.get("/observation/proposals/{proposal_id}", openapi_extra=uses(ProposalOps.READ))
+def proposal_page(request: Request, proposal_id: int, ctx: Ctx):
+    proposal = proposals.get_proposal(ctx, proposal_id)
+    names = proposals.usernames(ctx, [proposal.pi_id])
+    return render(request, "observation/proposal.html", proposal=proposal,
+                  pi=names.get(proposal.pi_id), problems=proposals.submission_problems(proposal)
+                  if proposal.status == "draft" else [])
+
+
+def _pool_names(ctx: Context, call_id: int, role: str) -> list[str]:
+    return [u.username for u in reviews.pool(ctx, call_id, role)]
+
+
+@pages.get("/observation/calls/{call_id}/manage",
+           openapi_extra=uses(CallOps.READ, ReviewOps.READ, AllocationOps.READ))
+def manage_page(request: Request, call_id: int, ctx: Ctx):
+    call = calls.get_call(ctx, call_id)
+    manager = ctx.can(CallOps.UPDATE, call)
+    ranking = allocations.list_allocations(ctx, call_id=call.id) if manager else []
+    found = reviews.list_reviews(ctx, call_id=call.id) if manager else []
+    return render(request, "observation/manage.html", call=call, manager=manager,
+                  reviewers=_pool_names(ctx, call.id, "reviewer"),
+                  tac=_pool_names(ctx, call.id, "tac_member"), ranking=ranking,
+                  reviews=found, names=proposals.usernames(ctx, [r.reviewer_id for r in found]))
+
+
+def _back(ctx: Context, call_id: int, message: str):
+    return flash_redirect(f"/observation/calls/{call_id}/manage", message)
+
+
+def _when(value: str, field: str, problems: list) -> dt.datetime | None:
+    if not value.strip():
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        problems.append({"field": field, "message": "A date and time such as "
+                                                    "2027-03-01T12:00:00Z."})
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@pages.post("/observation/calls/{call_id}/manage", openapi_extra=uses(CallOps.UPDATE))
+def manage_form(call_id: int, ctx: Ctx,
+                title: Annotated[str, Form(max_length=200)] = "",
+                opens_at: Annotated[str, Form(max_length=40)] = "",
+                closes_at: Annotated[str, Form(max_length=40)] = "",
+                review_deadline: Annotated[str, Form(max_length=40)] = "",
+                instrument_hours: Annotated[str, Form(max_length=2000)] = "",
+                categories: Annotated[str, Form(max_length=5000)] = "",
+                page_limit: Annotated[int | None, Form(ge=0, le=1000)] = None,
+                max_targets: Annotated[int | None, Form(ge=0, le=100000)] = None,
+                reviewers_per_proposal: Annotated[int | None, Form(ge=0, le=100)] = None,
+                normalisation: Annotated[str, Form(max_length=16)] = "",
+                weather_loss: Annotated[float | None, Form(ge=0, le=10)] = None,
+                proprietary_months: Annotated[int | None, Form(ge=0, le=1000)] = None):
+    """The manager's form: every field optional; hours as lines of INSTRUMENT=HOURS."""
+    problems: list[dict[str, str]] = []
+    hours = None
+    if instrument_hours.strip():
+        hours = {}
+        for line in instrument_hours.replace(",", "\n").splitlines():
+            name, _, value = line.partition("=")
+            if not line.strip():
+                continue
+            try:
+                hours[name.strip()] = float(value)
+            except ValueError:
+                problems.append({"field": "instrument_hours",
+                                 "message": f"“{line.strip()[:40]}” is not INSTRUMENT=HOURS."})
+    changes = dict(
+        title=title.strip() or None, opens_at=_when(opens_at, "opens_at", problems),
+        closes_at=_when(closes_at, "closes_at", problems),
+        review_deadline=_when(review_deadline, "review_deadline", problems),
+        instrument_hours=hours,
+        categories=[c.strip() for c in categories.split(",") if c.strip()]
+        if categories.strip() else None,
+        form={k: v for k, v in (("page_limit", page_limit), ("max_targets", max_targets))
+              if v is not None} or None,
+        review_setup={k: v for k, v in (("reviewers_per_proposal", reviewers_per_proposal),
+                                        ("normalisation", normalisation or None))
+                      if v is not None} or None,
+        allocation_setup={"weather_loss": weather_loss} if weather_loss is not None else None,
+        proprietary_months=proprietary_months)
+    if problems:
+        raise ValidationFailed(problems)
+    calls.update_call(ctx, call_id, **changes)
+    return _back(ctx, call_id, gettext(ctx.language, "The call was saved."))
+
+
+@pages.post("/observation/calls/{call_id}/appoint", openapi_extra=uses(ReviewOps.APPOINT))
+def appoint_form(call_id: int, ctx: Ctx, username: Annotated[str, Form(max_length=64)],
+                 role: Annotated[str, Form(max_length=16)] = "reviewer",
+                 remove: Annotated[bool, Form()] = False):
+    reviews.appoint(ctx, call_id, username=username.strip(), role=role, remove=remove)
+    return _back(ctx, call_id, gettext(ctx.language, "The pool was updated."))
+
+
+@pages.post("/observation/calls/{call_id}/assign", openapi_extra=uses(ReviewOps.ASSIGN))
+def assign_form(call_id: int, ctx: Ctx):
+    result = reviews.auto_assign(ctx, call_id)
+    return _back(ctx, call_id, gettext(ctx.language, "%(n)s reviews assigned.",
+                                       n=result["assigned"]))
+
+
+@pages.post("/observation/calls/{call_id}/allocate", openapi_extra=uses(AllocationOps.RUN))
+def allocate_form(call_id: int, ctx: Ctx):
+    allocations.run_allocation(ctx, call_id)
+    return _back(ctx, call_id, gettext(ctx.language, "The allocation was run."))
+
+
+@pages.post("/observation/calls/{call_id}/publish", openapi_extra=uses(AllocationOps.PUBLISH))
+def publish_form(call_id: int, ctx: Ctx):
+    allocations.publish(ctx, call_id)
+    return _back(ctx, call_id, gettext(ctx.language, "The results are published."))

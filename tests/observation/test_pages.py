@@ -1,0 +1,68 @@
+"""The Observation channel's pages beyond the landing page and the call: a printable proposal,
+the manager's page where a call is edited, its reviewer pool and TAC appointed, reviewers
+assigned, the allocation run and the results published — all in the browser, through forms."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tests.observation.conftest import now, submit_as
+
+
+def test_the_manager_edits_the_call_and_appoints_in_the_browser(manager, open_call, users):
+    users.create("referee")
+    page = manager.get(f"/observation/calls/{open_call.id}/manage")
+    assert page.status_code == 200 and "Reviewer pool and TAC" in page.text
+    saved = manager.post(f"/observation/calls/{open_call.id}/manage",
+                         data={"categories": "Stars, Exoplanets",
+                               "instrument_hours": "YFOSC=80", "weather_loss": "0.25"})
+    assert saved.status_code == 303, saved.text
+    call = manager.get(f"/api/v1/observation/calls/{open_call.id}").json()
+    assert call["categories"] == ["Stars", "Exoplanets"]
+    assert call["instrument_hours"] == {"YFOSC": 80.0}
+    assert call["allocation_setup"]["weather_loss"] == 0.25
+    appointed = manager.post(f"/observation/calls/{open_call.id}/appoint",
+                             data={"username": "referee", "role": "tac_member"})
+    assert appointed.status_code == 303
+    assert "referee" in manager.get(f"/observation/calls/{open_call.id}/manage").text
+
+
+def test_a_bad_form_gets_a_friendly_page_and_changes_nothing(manager, open_call):
+    response = manager.post(f"/observation/calls/{open_call.id}/manage",
+                            data={"closes_at": "next tuesday", "instrument_hours": "YFOSC"},
+                            headers={"Accept": "text/html"})
+    assert response.status_code == 422
+    assert "text/html" in response.headers["content-type"]
+    assert manager.get(f"/api/v1/observation/calls/{open_call.id}").json()[
+        "instrument_hours"] == {"YFOSC": 100.0}
+
+
+def test_others_see_no_manager_page_controls(users, open_call):
+    astronomer = users.api("astronomer", "someone")
+    page = astronomer.get(f"/observation/calls/{open_call.id}/manage")
+    assert page.status_code == 200 and "Only the telescope" in page.text
+    assert astronomer.post(f"/observation/calls/{open_call.id}/assign").status_code == 403
+
+
+def test_the_whole_cycle_through_the_managers_page(system, users, manager, open_call):
+    pi_user = users.create("pione")
+    pid = submit_as(system, pi_user, open_call, "Printable")
+    pi = users.api(pi_user)
+    page = pi.get(f"/observation/proposals/{pid}")
+    assert page.status_code == 200 and "Printable" in page.text and "M 67" in page.text
+    assert "/observation/proposals/" in pi.get("/observation").text  # listed as theirs
+    for name in ("refa", "refb"):
+        users.create(name)
+        manager.post(f"/observation/calls/{open_call.id}/appoint", data={"username": name})
+    assert manager.post(f"/observation/calls/{open_call.id}/assign").status_code == 303
+    t = now()
+    from astrocloud.observation import calls
+
+    calls.update_call(system, open_call.id, opens_at=t - dt.timedelta(days=9),
+                      closes_at=t - dt.timedelta(days=5),
+                      review_deadline=t - dt.timedelta(days=1))
+    assert manager.post(f"/observation/calls/{open_call.id}/allocate").status_code == 303
+    assert manager.post(f"/observation/calls/{open_call.id}/publish").status_code == 303
+    assert pi.get(f"/api/v1/observation/proposals/{pid}").json()["status"] == "rejected"
+    assert users.api("astronomer", "stranger").get(
+        f"/observation/proposals/{pid}").status_code == 404
