@@ -59,7 +59,10 @@ def is_open(call: ObservationCall, now: dt.datetime) -> bool:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number of a sensible size (not a boolean, not a 400-digit integer)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return abs(value) < 1e15 and math.isfinite(value)
 
 
 def _merged(defaults: dict, given: dict | None, field: str, problems: list) -> dict:

@@ -27,7 +27,7 @@ from astrocloud.core.i18n import gettext
 from astrocloud.core.identity.pages import flash_redirect
 from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
-from astrocloud.core.web.routing import uses
+from astrocloud.core.web.routing import Id, uses
 from astrocloud.core.web.templating import render
 from astrocloud.observation import allocations, calls, proposals, reviews
 from astrocloud.observation.allocations import AllocationOps
@@ -57,7 +57,7 @@ def landing(request: Request, ctx: Ctx):
 
 
 @pages.get("/observation/calls/{call_id}", openapi_extra=uses(CallOps.READ))
-def call_page(request: Request, call_id: int, ctx: Ctx):
+def call_page(request: Request, call_id: Id, ctx: Ctx):
     call = calls.get_call(ctx, call_id)
     return render(request, "observation/call.html", call=call, now=ctx.now(),
                   is_open=calls.is_open(call, ctx.now()), manage_op=CallOps.UPDATE,
@@ -65,7 +65,7 @@ def call_page(request: Request, call_id: int, ctx: Ctx):
 
 
 @pages.get("/observation/proposals/{proposal_id}", openapi_extra=uses(ProposalOps.READ))
-def proposal_page(request: Request, proposal_id: int, ctx: Ctx):
+def proposal_page(request: Request, proposal_id: Id, ctx: Ctx):
     proposal = proposals.get_proposal(ctx, proposal_id)
     names = proposals.usernames(ctx, [proposal.pi_id])
     return render(request, "observation/proposal.html", proposal=proposal,
@@ -73,13 +73,13 @@ def proposal_page(request: Request, proposal_id: int, ctx: Ctx):
                   if proposal.status == "draft" else [])
 
 
-def _pool_names(ctx: Context, call_id: int, role: str) -> list[str]:
+def _pool_names(ctx: Context, call_id: Id, role: str) -> list[str]:
     return [u.username for u in reviews.pool(ctx, call_id, role)]
 
 
 @pages.get("/observation/calls/{call_id}/manage",
            openapi_extra=uses(CallOps.READ, ReviewOps.READ, AllocationOps.READ))
-def manage_page(request: Request, call_id: int, ctx: Ctx):
+def manage_page(request: Request, call_id: Id, ctx: Ctx):
     call = calls.get_call(ctx, call_id)
     manager = ctx.can(CallOps.UPDATE, call)
     ranking = allocations.list_allocations(ctx, call_id=call.id) if manager else []
@@ -90,7 +90,7 @@ def manage_page(request: Request, call_id: int, ctx: Ctx):
                   reviews=found, names=proposals.usernames(ctx, [r.reviewer_id for r in found]))
 
 
-def _back(ctx: Context, call_id: int, message: str):
+def _back(ctx: Context, call_id: Id, message: str):
     return flash_redirect(f"/observation/calls/{call_id}/manage", message)
 
 
@@ -107,7 +107,7 @@ def _when(value: str, field: str, problems: list) -> dt.datetime | None:
 
 
 @pages.post("/observation/calls/{call_id}/manage", openapi_extra=uses(CallOps.UPDATE))
-def manage_form(call_id: int, ctx: Ctx,
+def manage_form(call_id: Id, ctx: Ctx,
                 title: Annotated[str, Form(max_length=200)] = "",
                 opens_at: Annotated[str, Form(max_length=40)] = "",
                 closes_at: Annotated[str, Form(max_length=40)] = "",
@@ -155,7 +155,7 @@ def manage_form(call_id: int, ctx: Ctx,
 
 
 @pages.post("/observation/calls/{call_id}/appoint", openapi_extra=uses(ReviewOps.APPOINT))
-def appoint_form(call_id: int, ctx: Ctx, username: Annotated[str, Form(max_length=64)],
+def appoint_form(call_id: Id, ctx: Ctx, username: Annotated[str, Form(max_length=64)],
                  role: Annotated[str, Form(max_length=16)] = "reviewer",
                  remove: Annotated[bool, Form()] = False):
     reviews.appoint(ctx, call_id, username=username.strip(), role=role, remove=remove)
@@ -163,19 +163,19 @@ def appoint_form(call_id: int, ctx: Ctx, username: Annotated[str, Form(max_lengt
 
 
 @pages.post("/observation/calls/{call_id}/assign", openapi_extra=uses(ReviewOps.ASSIGN))
-def assign_form(call_id: int, ctx: Ctx):
+def assign_form(call_id: Id, ctx: Ctx):
     result = reviews.auto_assign(ctx, call_id)
     return _back(ctx, call_id, gettext(ctx.language, "%(n)s reviews assigned.",
                                        n=result["assigned"]))
 
 
 @pages.post("/observation/calls/{call_id}/allocate", openapi_extra=uses(AllocationOps.RUN))
-def allocate_form(call_id: int, ctx: Ctx):
+def allocate_form(call_id: Id, ctx: Ctx):
     allocations.run_allocation(ctx, call_id)
     return _back(ctx, call_id, gettext(ctx.language, "The allocation was run."))
 
 
 @pages.post("/observation/calls/{call_id}/publish", openapi_extra=uses(AllocationOps.PUBLISH))
-def publish_form(call_id: int, ctx: Ctx):
+def publish_form(call_id: Id, ctx: Ctx):
     allocations.publish(ctx, call_id)
     return _back(ctx, call_id, gettext(ctx.language, "The results are published."))

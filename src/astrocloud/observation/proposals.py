@@ -75,7 +75,10 @@ class DeadlinePassed(Conflict):
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number of a sensible size (not a boolean, not a 400-digit integer)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return abs(value) < 1e15 and math.isfinite(value)
 
 
 # ---- checking targets and computing hours -----------------------------------------------------

@@ -42,7 +42,7 @@ from starlette.responses import Response
 from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.inputs import StrictModel
-from astrocloud.core.web.routing import uses
+from astrocloud.core.web.routing import MAX_ID, Id, uses
 from astrocloud.observation import allocations, calls, observing, proposals, reviews, services
 from astrocloud.observation.allocations import AllocationOps
 from astrocloud.observation.calls import CallOps
@@ -55,6 +55,8 @@ from astrocloud.observation.services import ObservationOps
 api = APIRouter(prefix="/api/v1/observation", tags=["observation"], route_class=AuditedRoute)
 Ctx = Annotated[Context, Depends(request_context)]
 Name = Annotated[str, Field(max_length=64)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 MAX_JUSTIFICATION = 50 * 1024 * 1024  # the largest limit a call may set
 
 
@@ -193,12 +195,12 @@ def post_call(body: CallCreate, ctx: Ctx):
 
 
 @api.get("/calls/{call_id}", openapi_extra=uses(CallOps.READ), summary="One call")
-def get_one_call(call_id: int, ctx: Ctx):
+def get_one_call(call_id: Id, ctx: Ctx):
     return call_out(calls.get_call(ctx, call_id), ctx.now())
 
 
 @api.patch("/calls/{call_id}", openapi_extra=uses(CallOps.UPDATE), summary="Change a call")
-def patch_call(call_id: int, body: CallFields, ctx: Ctx):
+def patch_call(call_id: Id, body: CallFields, ctx: Ctx):
     call = calls.update_call(ctx, call_id, **body.model_dump(exclude_none=True))
     return call_out(call, ctx.now())
 
@@ -227,14 +229,15 @@ def proposal_out(ctx: Context, p) -> dict[str, Any]:
 
 
 class ProposalCreate(StrictModel):
-    call_id: int
+    call_id: BodyId
     title: str = Field("", max_length=300)
     abstract: str = Field("", max_length=10_000)
     category: str = Field("", max_length=100)
 
 
 class ProposalChange(StrictModel):
-    version: int = Field(description="the version the edit started from (optimistic locking)")
+    version: int = Field(ge=1, le=MAX_ID,
+                         description="the version the edit started from (optimistic locking)")
     title: str | None = Field(None, max_length=300)
     abstract: str | None = Field(None, max_length=10_000)
     category: str | None = Field(None, max_length=100)
@@ -248,12 +251,12 @@ class Invitation(StrictModel):
 
 
 class Submission(StrictModel):
-    version: int | None = None
+    version: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 @api.get("/proposals", openapi_extra=uses(ProposalOps.READ),
          summary="The proposals one may see")
-def get_proposals(ctx: Ctx, call_id: int | None = None,
+def get_proposals(ctx: Ctx, call_id: QueryId = None,
                   status: Annotated[str | None, Query(max_length=16)] = None):
     return {"items": [proposal_out(ctx, p) for p in proposals.list_proposals(
         ctx, call_id=call_id, status=status)]}
@@ -268,13 +271,13 @@ def post_proposal(body: ProposalCreate, ctx: Ctx):
 
 @api.get("/proposals/{proposal_id}", openapi_extra=uses(ProposalOps.READ),
          summary="One proposal")
-def get_one_proposal(proposal_id: int, ctx: Ctx):
+def get_one_proposal(proposal_id: Id, ctx: Ctx):
     return proposal_out(ctx, proposals.get_proposal(ctx, proposal_id))
 
 
 @api.patch("/proposals/{proposal_id}", openapi_extra=uses(ProposalOps.UPDATE),
            summary="Save a draft (naming the version it started from)")
-def patch_proposal(proposal_id: int, body: ProposalChange, ctx: Ctx):
+def patch_proposal(proposal_id: Id, body: ProposalChange, ctx: Ctx):
     changes = body.model_dump(exclude_unset=True)
     version = changes.pop("version")
     return proposal_out(ctx, proposals.update_proposal(ctx, proposal_id, version=version,
@@ -283,14 +286,14 @@ def patch_proposal(proposal_id: int, body: ProposalChange, ctx: Ctx):
 
 @api.get("/proposals/{proposal_id}/problems", openapi_extra=uses(ProposalOps.READ),
          summary="What keeps a proposal from being submitted")
-def get_problems(proposal_id: int, ctx: Ctx):
+def get_problems(proposal_id: Id, ctx: Ctx):
     problems = proposals.proposal_problems(ctx, proposal_id)
     return {"ready": not problems, "errors": problems}
 
 
 @api.put("/proposals/{proposal_id}/justification", openapi_extra=uses(ProposalOps.UPDATE),
          summary="Upload the justification PDF (multipart field `file`)")
-def put_justification(proposal_id: int, file: UploadFile, ctx: Ctx):
+def put_justification(proposal_id: Id, file: UploadFile, ctx: Ctx):
     content = file.file.read(MAX_JUSTIFICATION + 1)
     document = proposals.upload_justification(ctx, proposal_id, filename=file.filename or "",
                                               content=content)
@@ -300,7 +303,7 @@ def put_justification(proposal_id: int, file: UploadFile, ctx: Ctx):
 
 @api.get("/proposals/{proposal_id}/justification", openapi_extra=uses(ProposalOps.READ),
          summary="The justification PDF")
-def get_justification(proposal_id: int, ctx: Ctx):
+def get_justification(proposal_id: Id, ctx: Ctx):
     document = proposals.justification(ctx, proposal_id)
     return Response(document.content, media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="proposal-{proposal_id}.pdf"'})
@@ -308,34 +311,34 @@ def get_justification(proposal_id: int, ctx: Ctx):
 
 @api.post("/proposals/{proposal_id}/invitations", status_code=201,
           openapi_extra=uses(ProposalOps.UPDATE), summary="Invite a co-investigator by e-mail")
-def post_invitation(proposal_id: int, body: Invitation, ctx: Ctx):
+def post_invitation(proposal_id: Id, body: Invitation, ctx: Ctx):
     member = proposals.invite_coi(ctx, proposal_id, email=body.email)
     return {"email": member.email, "accepted": False}
 
 
 @api.post("/proposals/{proposal_id}/invitations/accept",
           openapi_extra=uses(ProposalOps.JOIN), summary="Accept an invitation")
-def accept_invitation(proposal_id: int, ctx: Ctx,
+def accept_invitation(proposal_id: Id, ctx: Ctx,
                       token: Annotated[str, Query(max_length=100)]):
     return proposal_out(ctx, proposals.accept_invitation(ctx, proposal_id, token=token))
 
 
 @api.post("/proposals/{proposal_id}/submit", openapi_extra=uses(ProposalOps.SUBMIT),
           summary="Submit (every problem listed at once; refused after the deadline)")
-def post_submit(proposal_id: int, body: Submission, ctx: Ctx):
+def post_submit(proposal_id: Id, body: Submission, ctx: Ctx):
     return proposal_out(ctx, proposals.submit_proposal(ctx, proposal_id,
                                                        version=body.version))
 
 
 @api.post("/proposals/{proposal_id}/withdraw", openapi_extra=uses(ProposalOps.WITHDRAW),
           summary="Withdraw a submitted proposal")
-def post_withdraw(proposal_id: int, ctx: Ctx):
+def post_withdraw(proposal_id: Id, ctx: Ctx):
     return proposal_out(ctx, proposals.withdraw_proposal(ctx, proposal_id))
 
 
 @api.get("/proposals/{proposal_id}/versions", openapi_extra=uses(ProposalOps.READ),
          summary="The submitted (frozen) versions")
-def get_versions(proposal_id: int, ctx: Ctx):
+def get_versions(proposal_id: Id, ctx: Ctx):
     return {"items": [{"number": v.number, "submitted_at": v.submitted_at,
                        "content": v.content, "document_sha256": v.document_sha256}
                       for v in proposals.proposal_versions(ctx, proposal_id)]}
@@ -343,7 +346,7 @@ def get_versions(proposal_id: int, ctx: Ctx):
 
 @api.get("/proposals/{proposal_id}/feasibility", openapi_extra=uses(ProposalOps.READ),
          summary="Per target: observable hours and nights during the semester")
-def get_feasibility(proposal_id: int, ctx: Ctx):
+def get_feasibility(proposal_id: Id, ctx: Ctx):
     from astrocloud.observation import feasibility
 
     return {"items": feasibility.proposal_feasibility(ctx, proposal_id)}
@@ -360,7 +363,7 @@ class Appointment(StrictModel):
 
 @api.post("/calls/{call_id}/appointments", openapi_extra=uses(ReviewOps.APPOINT),
           summary="Appoint (or remove) a reviewer or TAC member of a call")
-def post_appointment(call_id: int, body: Appointment, ctx: Ctx):
+def post_appointment(call_id: Id, body: Appointment, ctx: Ctx):
     members = reviews.appoint(ctx, call_id, username=body.username, role=body.role,
                               remove=body.remove)
     return {"role": body.role, "members": [u.username for u in members]}
@@ -378,13 +381,13 @@ def review_out(ctx: Context, r, names: dict[int, str]) -> dict[str, Any]:
 
 
 class ReviewAssign(StrictModel):
-    proposal_id: int
+    proposal_id: BodyId
     username: Name
     kind: str = Field("science", max_length=16)
 
 
 class AutoAssign(StrictModel):
-    call_id: int
+    call_id: BodyId
 
 
 class Grade(StrictModel):
@@ -394,19 +397,19 @@ class Grade(StrictModel):
 
 
 class ConflictDeclaration(StrictModel):
-    proposal_id: int
+    proposal_id: BodyId
     reason: str = Field("", max_length=500)
 
 
 @api.get("/reviews", openapi_extra=uses(ReviewOps.READ), summary="The reviews one may see")
-def get_reviews(ctx: Ctx, call_id: int | None = None, proposal_id: int | None = None):
+def get_reviews(ctx: Ctx, call_id: QueryId = None, proposal_id: QueryId = None):
     found = reviews.list_reviews(ctx, call_id=call_id, proposal_id=proposal_id)
     names = proposals.usernames(ctx, [r.reviewer_id for r in found])
     return {"items": [review_out(ctx, r, names) for r in found]}
 
 
 @api.get("/reviews/{review_id}", openapi_extra=uses(ReviewOps.READ), summary="One review")
-def get_one_review(review_id: int, ctx: Ctx):
+def get_one_review(review_id: Id, ctx: Ctx):
     review = reviews.get_review(ctx, review_id)
     return review_out(ctx, review, proposals.usernames(ctx, [review.reviewer_id]))
 
@@ -426,14 +429,14 @@ def post_auto_assign(body: AutoAssign, ctx: Ctx):
 
 @api.delete("/reviews/{review_id}", status_code=204, openapi_extra=uses(ReviewOps.ASSIGN),
             summary="Remove a review")
-def delete_review(review_id: int, ctx: Ctx):
+def delete_review(review_id: Id, ctx: Ctx):
     reviews.unassign(ctx, review_id)
     return Response(status_code=204)
 
 
 @api.patch("/reviews/{review_id}", openapi_extra=uses(ReviewOps.GRADE),
            summary="Grade and comment (before the review deadline)")
-def patch_review(review_id: int, body: Grade, ctx: Ctx):
+def patch_review(review_id: Id, body: Grade, ctx: Ctx):
     review = reviews.grade(ctx, review_id, grade=body.grade, feasible=body.feasible,
                            comment=body.comment)
     return review_out(ctx, review, proposals.usernames(ctx, [review.reviewer_id]))
@@ -459,7 +462,7 @@ def allocation_out(a) -> dict[str, Any]:
 
 
 class CallRef(StrictModel):
-    call_id: int
+    call_id: BodyId
 
 
 class RankChange(StrictModel):
@@ -469,7 +472,7 @@ class RankChange(StrictModel):
 
 @api.get("/allocations", openapi_extra=uses(AllocationOps.READ),
          summary="The ranking and allocations one may see")
-def get_allocations(ctx: Ctx, call_id: int | None = None):
+def get_allocations(ctx: Ctx, call_id: QueryId = None):
     return {"items": [allocation_out(a) for a in allocations.list_allocations(
         ctx, call_id=call_id)]}
 
@@ -484,7 +487,7 @@ def post_run(body: CallRef, ctx: Ctx):
 
 @api.patch("/allocations/{allocation_id}", openapi_extra=uses(AllocationOps.RANK),
            summary="Move a proposal in the ranking, with a reason")
-def patch_allocation(allocation_id: int, body: RankChange, ctx: Ctx):
+def patch_allocation(allocation_id: Id, body: RankChange, ctx: Ctx):
     return allocation_out(allocations.adjust_rank(ctx, allocation_id, rank=body.rank,
                                                   reason=body.reason))
 

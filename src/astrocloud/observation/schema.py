@@ -33,7 +33,10 @@ MAX_CHOICES = 200
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number of a sensible size (not a boolean, not a 400-digit integer)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return abs(value) < 1e15 and math.isfinite(value)
 
 
 def schema_problems(schema: Any) -> list[dict[str, str]]:
