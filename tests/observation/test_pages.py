@@ -5,6 +5,7 @@ assigned, the allocation run and the results published — all in the browser, t
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from tests.observation.conftest import now, submit_as
 
@@ -66,3 +67,52 @@ def test_the_whole_cycle_through_the_managers_page(system, users, manager, open_
     assert pi.get(f"/api/v1/observation/proposals/{pid}").json()["status"] == "rejected"
     assert users.api("astronomer", "stranger").get(
         f"/observation/proposals/{pid}").status_code == 404
+
+
+def _pdf() -> bytes:
+    import io
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_pi_drafts_and_submits_in_the_browser_with_a_form_from_the_schema(users, open_call):
+    pi = users.api("astronomer", "browserpi")
+    started = pi.post(f"/observation/calls/{open_call.id}/propose")
+    assert started.status_code == 303
+    edit_url = started.headers["location"].split("?")[0]
+    page = pi.get(edit_url)
+    assert page.status_code == 200
+    assert 'name="t0_p_filter"' in page.text and "<option>spectroscopy</option>" in page.text
+    version = int(re.search(r'name="version" value="(\d+)"', page.text).group(1))
+    form = {"version": str(version), "title": "Clusters", "abstract": "Ages.",
+            "category": "Stars", "t0_name": "M 67", "t0_ra": "132.825", "t0_dec": "11.8",
+            "t0_instrument": "YFOSC", "t0_p_mode": "imaging", "t0_p_filter": "V",
+            "t0_seconds": "300", "t0_count": "4", "t0_airmass": "1.8", "t0_moon": "40"}
+    saved = pi.post(edit_url, data=form)
+    assert saved.status_code == 303, saved.text
+    pid = int(edit_url.rstrip("/").split("/")[-2])
+    proposal = pi.get(f"/api/v1/observation/proposals/{pid}").json()
+    assert proposal["requested_hours"] == 0.45
+    assert proposal["targets"][0]["exposures"][0]["setup"] == {"mode": "imaging",
+                                                                "filter": "V"}
+    # a stale save: the form comes back with the typed values and a clear message
+    stale = pi.post(edit_url, data={**form, "title": "Typed, not lost"})
+    assert stale.status_code == 409
+    assert "Typed, not lost" in stale.text and "Somebody else saved" in stale.text
+    # out-of-range coordinates: every problem on the page, nothing saved
+    bad = pi.post(edit_url, data={**form, "version": str(proposal["version"]),
+                                  "t0_dec": "123", "t0_p_filter": ""})
+    assert bad.status_code == 422
+    assert "targets[0].dec" in bad.text and "targets[0].exposures[0].setup.filter" in bad.text
+    uploaded = pi.post(f"/observation/proposals/{pid}/justification",
+                       files={"file": ("j.pdf", _pdf(), "application/pdf")})
+    assert uploaded.status_code == 303
+    submitted = pi.post(f"/observation/proposals/{pid}/submit")
+    assert submitted.status_code == 303
+    assert pi.get(f"/api/v1/observation/proposals/{pid}").json()["status"] == "submitted"

@@ -10,6 +10,9 @@
                                    (POST …/manage, …/appoint, …/assign, …/allocate, …/publish)
     /observation/proposals/<id>    a proposal, printable: team, targets, hours, feasibility,
                                    justification, decision
+    /observation/proposals/<id>/edit   the PI's drafting form, generated from the instruments'
+                                   schemas (POST …/edit, …/justification, …/invite, …/submit;
+                                   POST /observation/calls/<id>/propose starts a draft)
 
 What is shown is what the caller may see: every page goes through the channel's services.
 """
@@ -20,7 +23,8 @@ import datetime as dt
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from astrocloud.core.errors import ValidationFailed
 from astrocloud.core.i18n import gettext
@@ -69,7 +73,8 @@ def proposal_page(request: Request, proposal_id: Id, ctx: Ctx):
     proposal = proposals.get_proposal(ctx, proposal_id)
     names = proposals.usernames(ctx, [proposal.pi_id])
     return render(request, "observation/proposal.html", proposal=proposal,
-                  pi=names.get(proposal.pi_id), problems=proposals.submission_problems(proposal)
+                  pi=names.get(proposal.pi_id), edit_op=ProposalOps.UPDATE,
+                  problems=proposals.submission_problems(proposal)
                   if proposal.status == "draft" else [])
 
 
@@ -179,3 +184,130 @@ def allocate_form(call_id: Id, ctx: Ctx):
 def publish_form(call_id: Id, ctx: Ctx):
     allocations.publish(ctx, call_id)
     return _back(ctx, call_id, gettext(ctx.language, "The results are published."))
+
+
+# ---- the PI's drafting pages ------------------------------------------------------------------
+
+MAX_ROWS = 20  # target rows on the drafting page
+
+
+@pages.post("/observation/calls/{call_id}/propose", openapi_extra=uses(ProposalOps.CREATE))
+def propose_form(call_id: Id, ctx: Ctx):
+    proposal = proposals.create_proposal(ctx, call_id=call_id)
+    return flash_redirect(f"/observation/proposals/{proposal.id}/edit")
+
+
+@pages.get("/observation/proposals/{proposal_id}/edit", openapi_extra=uses(ProposalOps.READ))
+def edit_page(request: Request, proposal_id: Id, ctx: Ctx):
+    proposal = proposals.get_proposal(ctx, proposal_id)
+    return _edit(request, ctx, proposal)
+
+
+def _edit(request: Request, ctx: Context, proposal, status_code: int = 200, problems=None,
+          form=None):
+    rows = min(MAX_ROWS, int(proposal.call.form["max_targets"]))
+    return render(request, "observation/edit.html", status_code=status_code,
+                  proposal=proposal, rows=rows, problems=problems or [],
+                  form=form, instruments=proposal.call.telescope.instruments,
+                  can_edit=ctx.can(ProposalOps.UPDATE, proposal),
+                  can_submit=ctx.can(ProposalOps.SUBMIT, proposal),
+                  readiness=proposals.submission_problems(proposal))
+
+
+def _number_or_text(value: str):
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value else number
+
+
+def targets_from_form(form, instruments) -> list[dict]:
+    """The target rows of the drafting form (row n: t<n>_name, t<n>_ra, …; one exposure
+    block per target; the set-up's fields are named t<n>_p_<parameter>)."""
+    targets = []
+    for n in range(MAX_ROWS):
+        name = str(form.get(f"t{n}_name", "")).strip()
+        if not name:
+            continue
+        instrument = str(form.get(f"t{n}_instrument", ""))
+        schema = next((i.setup_schema for i in instruments if i.name == instrument), {})
+        setup = {}
+        for pname, spec in (schema.get("parameters") or {}).items():
+            value = str(form.get(f"t{n}_p_{pname}", "")).strip()
+            if not value:
+                continue
+            if spec.get("type") == "choice":  # the choice itself, whatever its type
+                setup[pname] = next((c for c in spec.get("choices", []) if str(c) == value),
+                                    value)
+            elif spec.get("type") in ("number", "integer"):
+                setup[pname] = _number_or_text(value)
+            else:
+                setup[pname] = value
+        targets.append({
+            "name": name, "ra": _number_or_text(str(form.get(f"t{n}_ra", ""))),
+            "dec": _number_or_text(str(form.get(f"t{n}_dec", ""))),
+            "magnitude": _number_or_text(str(form.get(f"t{n}_mag", ""))) if str(
+                form.get(f"t{n}_mag", "")).strip() else None,
+            "exposures": [{"instrument": instrument, "setup": setup,
+                           "seconds": _number_or_text(str(form.get(f"t{n}_seconds", ""))),
+                           "count": _number_or_text(str(form.get(f"t{n}_count", "1")))}],
+            "constraints": {
+                "max_airmass": _number_or_text(str(form.get(f"t{n}_airmass", "2"))),
+                "min_moon_distance": _number_or_text(str(form.get(f"t{n}_moon", "30")))}})
+    return targets
+
+
+@pages.post("/observation/proposals/{proposal_id}/edit", openapi_extra=uses(ProposalOps.UPDATE))
+async def edit_form(request: Request, proposal_id: Id, ctx: Ctx):
+    """Save the drafting form; a refused save shows the form again with every problem and the
+    values the author typed, so nothing is lost (a stale version included)."""
+    form = await request.form()
+
+    def save():
+        proposal = proposals.get_proposal(ctx, proposal_id)
+        try:
+            version = int(str(form.get("version", "0")))
+        except ValueError:
+            version = 0
+        changes = {"title": str(form.get("title", ""))[:300],
+                   "abstract": str(form.get("abstract", ""))[:10_000],
+                   "category": str(form.get("category", ""))[:100],
+                   "previous_allocations": str(form.get("previous_allocations", ""))[:10_000],
+                   "targets": targets_from_form(form, proposal.call.telescope.instruments)}
+        try:
+            proposals.update_proposal(ctx, proposal_id, version=version, **changes)
+        except (ValidationFailed, proposals.EditConflict, proposals.DeadlinePassed) as exc:
+            messages = exc.localized(ctx.language) if isinstance(exc, ValidationFailed) else [
+                {"field": "", "message": exc.translated(ctx.language)}]
+            proposal = proposals.get_proposal(ctx, proposal_id)
+            return _edit(request, ctx, proposal, status_code=exc.status, problems=messages,
+                         form=form)
+        return flash_redirect(f"/observation/proposals/{proposal_id}/edit",
+                              gettext(ctx.language, "The draft was saved."))
+
+    return await run_in_threadpool(save)
+
+
+@pages.post("/observation/proposals/{proposal_id}/justification",
+            openapi_extra=uses(ProposalOps.UPDATE))
+def justification_form(proposal_id: Id, ctx: Ctx, file: UploadFile):
+    content = file.file.read(50 * 1024 * 1024 + 1)
+    proposals.upload_justification(ctx, proposal_id, filename=file.filename or "",
+                                   content=content)
+    return flash_redirect(f"/observation/proposals/{proposal_id}/edit",
+                          gettext(ctx.language, "The justification was uploaded."))
+
+
+@pages.post("/observation/proposals/{proposal_id}/invite", openapi_extra=uses(ProposalOps.UPDATE))
+def invite_form(proposal_id: Id, ctx: Ctx, email: Annotated[str, Form(max_length=254)]):
+    proposals.invite_coi(ctx, proposal_id, email=email)
+    return flash_redirect(f"/observation/proposals/{proposal_id}/edit",
+                          gettext(ctx.language, "The invitation was sent."))
+
+
+@pages.post("/observation/proposals/{proposal_id}/submit", openapi_extra=uses(ProposalOps.SUBMIT))
+def submit_form(proposal_id: Id, ctx: Ctx):
+    proposals.submit_proposal(ctx, proposal_id)
+    return flash_redirect(f"/observation/proposals/{proposal_id}",
+                          gettext(ctx.language, "The proposal was submitted."))
