@@ -116,3 +116,22 @@ def test_a_pi_drafts_and_submits_in_the_browser_with_a_form_from_the_schema(user
     submitted = pi.post(f"/observation/proposals/{pid}/submit")
     assert submitted.status_code == 303
     assert pi.get(f"/api/v1/observation/proposals/{pid}").json()["status"] == "submitted"
+
+
+def test_a_reviewer_grades_in_the_browser(system, users, manager, open_call):
+    pid = submit_as(system, users.create("pitwo"), open_call, "To be graded")
+    referee = users.create("referee")
+    manager.post(f"/observation/calls/{open_call.id}/appoint", data={"username": "referee"})
+    manager.post(f"/observation/calls/{open_call.id}/assign")
+    browser = users.api(referee)
+    page = browser.get("/observation/reviews")
+    assert page.status_code == 200 and "To be graded" in page.text
+    review_id = int(re.search(r'action="/observation/reviews/(\d+)"', page.text).group(1))
+    saved = browser.post(f"/observation/reviews/{review_id}",
+                         data={"grade": "1.5", "comment": "Strong case."})
+    assert saved.status_code == 303
+    review = browser.get(f"/api/v1/observation/reviews/{review_id}").json()
+    assert (review["grade"], review["comment"], review["proposal_id"]) == (1.5, "Strong case.",
+                                                                           pid)
+    assert browser.post(f"/observation/reviews/{review_id}",
+                        data={"grade": "11"}).status_code == 422

@@ -311,3 +311,24 @@ def submit_form(proposal_id: Id, ctx: Ctx):
     proposals.submit_proposal(ctx, proposal_id)
     return flash_redirect(f"/observation/proposals/{proposal_id}",
                           gettext(ctx.language, "The proposal was submitted."))
+
+
+# ---- the reviewer's page ----------------------------------------------------------------------
+
+
+@pages.get("/observation/reviews", openapi_extra=uses(ReviewOps.READ))
+def reviews_page(request: Request, ctx: Ctx):
+    """The reviews assigned to the caller (or, for managers, those of their calls)."""
+    found = reviews.list_reviews(ctx) if ctx.subject.authenticated else []
+    mine = [r for r in found if r.reviewer_id == ctx.subject.id]
+    return render(request, "observation/reviews.html", reviews=mine, now=ctx.now())
+
+
+@pages.post("/observation/reviews/{review_id}", openapi_extra=uses(ReviewOps.GRADE))
+def grade_form(review_id: Id, ctx: Ctx,
+               grade: Annotated[float | None, Form(ge=-1e6, le=1e6)] = None,
+               feasible: Annotated[str, Form(max_length=8)] = "",
+               comment: Annotated[str, Form(max_length=20_000)] = ""):
+    verdict = {"yes": True, "no": False}.get(feasible)
+    reviews.grade(ctx, review_id, grade=grade, feasible=verdict, comment=comment)
+    return flash_redirect("/observation/reviews", gettext(ctx.language, "The review was saved."))
