@@ -10,6 +10,9 @@
                                    (POST …/manage, …/appoint, …/assign, …/allocate, …/publish)
     /observation/proposals/<id>    a proposal, printable: team, targets, hours, feasibility,
                                    justification, decision
+    /observation/telescopes/<name> a telescope's calls (a manager opens a new one), its queue
+                                   and observation log (observers record observations)
+    /observation/reviews           the caller's assigned reviews, graded in place
     /observation/proposals/<id>/edit   the PI's drafting form, generated from the instruments'
                                    schemas (POST …/edit, …/justification, …/invite, …/submit;
                                    POST /observation/calls/<id>/propose starts a draft)
@@ -33,14 +36,24 @@ from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.routing import Id, uses
 from astrocloud.core.web.templating import render
-from astrocloud.observation import allocations, calls, proposals, reviews
+from astrocloud.data.archive import services as archive
+from astrocloud.data.archive.services import ArchiveOps
+from astrocloud.observation import allocations, calls, observing, proposals, reviews, services
 from astrocloud.observation.allocations import AllocationOps
 from astrocloud.observation.calls import CallOps
+from astrocloud.observation.observing import ObservingOps
 from astrocloud.observation.proposals import ProposalOps
 from astrocloud.observation.reviews import ReviewOps
+from astrocloud.observation.services import ObservationOps
 
 pages = APIRouter(include_in_schema=False, route_class=AuditedRoute)
 Ctx = Annotated[Context, Depends(request_context)]
+
+
+def _render(request: Request, template: str, status_code: int = 200, **context):
+    """Render a page with the notice a form's redirect carried (?notice=…)."""
+    notice = request.query_params.get("notice", "")[:300] or None
+    return render(request, template, status_code=status_code, notice=notice, **context)
 
 
 def local(value: dt.datetime, zone: str) -> dt.datetime:
@@ -56,24 +69,35 @@ def local(value: dt.datetime, zone: str) -> dt.datetime:
 def landing(request: Request, ctx: Ctx):
     open_calls = calls.list_calls(ctx, open_only=True)
     mine = proposals.list_proposals(ctx) if ctx.subject.authenticated else []
-    return render(request, "observation/landing.html", calls=open_calls, now=ctx.now(),
+    return _render(request, "observation/landing.html", calls=open_calls, now=ctx.now(),
                   proposals=mine)
 
 
 @pages.get("/observation/calls/{call_id}", openapi_extra=uses(CallOps.READ))
 def call_page(request: Request, call_id: Id, ctx: Ctx):
     call = calls.get_call(ctx, call_id)
-    return render(request, "observation/call.html", call=call, now=ctx.now(),
+    return _render(request, "observation/call.html", call=call, now=ctx.now(),
                   is_open=calls.is_open(call, ctx.now()), manage_op=CallOps.UPDATE,
+                  allocate_op=AllocationOps.RUN,
                   local=lambda value: local(value, call.telescope.time_zone))
 
 
-@pages.get("/observation/proposals/{proposal_id}", openapi_extra=uses(ProposalOps.READ))
+@pages.get("/observation/proposals/{proposal_id}",
+           openapi_extra=uses(ProposalOps.READ, AllocationOps.READ, ArchiveOps.FILE_READ))
 def proposal_page(request: Request, proposal_id: Id, ctx: Ctx):
     proposal = proposals.get_proposal(ctx, proposal_id)
     names = proposals.usernames(ctx, [proposal.pi_id])
-    return render(request, "observation/proposal.html", proposal=proposal,
+    decision, files = None, []
+    if proposal.status in ("accepted", "rejected"):
+        decision = next((a for a in allocations.list_allocations(ctx, call_id=proposal.call_id)
+                         if a.proposal_id == proposal.id), None)
+        if proposal.status == "accepted" and proposal.code:
+            files = archive.search(ctx, programme=proposal.code, per_page=200).items
+    return _render(request, "observation/proposal.html", proposal=proposal,
                   pi=names.get(proposal.pi_id), edit_op=ProposalOps.UPDATE,
+                  decision=decision, files=files,
+                  balance=observing.allocation_balance(ctx, decision.programme_id)
+                  if decision and decision.programme_id else None,
                   problems=proposals.submission_problems(proposal)
                   if proposal.status == "draft" else [])
 
@@ -87,12 +111,32 @@ def _pool_names(ctx: Context, call_id: Id, role: str) -> list[str]:
 def manage_page(request: Request, call_id: Id, ctx: Ctx):
     call = calls.get_call(ctx, call_id)
     manager = ctx.can(CallOps.UPDATE, call)
-    ranking = allocations.list_allocations(ctx, call_id=call.id) if manager else []
+    allocator = ctx.can(AllocationOps.RUN, call)
+    ranking = allocations.list_allocations(ctx, call_id=call.id) if (
+        manager or allocator) else []
     found = reviews.list_reviews(ctx, call_id=call.id) if manager else []
-    return render(request, "observation/manage.html", call=call, manager=manager,
+    return _render(request, "observation/manage.html", call=call, manager=manager,
+                  allocator=allocator, publisher=ctx.can(AllocationOps.PUBLISH, call),
                   reviewers=_pool_names(ctx, call.id, "reviewer"),
                   tac=_pool_names(ctx, call.id, "tac_member"), ranking=ranking,
                   reviews=found, names=proposals.usernames(ctx, [r.reviewer_id for r in found]))
+
+
+def _hours(text: str, problems: list) -> dict[str, float] | None:
+    """Lines (or commas) of INSTRUMENT=HOURS; None when empty."""
+    if not text.strip():
+        return None
+    hours = {}
+    for line in text.replace(",", "\n").splitlines():
+        name, _, value = line.partition("=")
+        if not line.strip():
+            continue
+        try:
+            hours[name.strip()] = float(value)
+        except ValueError:
+            problems.append({"field": "instrument_hours",
+                             "message": f"“{line.strip()[:40]}” is not INSTRUMENT=HOURS."})
+    return hours
 
 
 def _back(ctx: Context, call_id: Id, message: str):
@@ -127,18 +171,7 @@ def manage_form(call_id: Id, ctx: Ctx,
                 proprietary_months: Annotated[int | None, Form(ge=0, le=1000)] = None):
     """The manager's form: every field optional; hours as lines of INSTRUMENT=HOURS."""
     problems: list[dict[str, str]] = []
-    hours = None
-    if instrument_hours.strip():
-        hours = {}
-        for line in instrument_hours.replace(",", "\n").splitlines():
-            name, _, value = line.partition("=")
-            if not line.strip():
-                continue
-            try:
-                hours[name.strip()] = float(value)
-            except ValueError:
-                problems.append({"field": "instrument_hours",
-                                 "message": f"“{line.strip()[:40]}” is not INSTRUMENT=HOURS."})
+    hours = _hours(instrument_hours, problems)
     changes = dict(
         title=title.strip() or None, opens_at=_when(opens_at, "opens_at", problems),
         closes_at=_when(closes_at, "closes_at", problems),
@@ -206,7 +239,7 @@ def edit_page(request: Request, proposal_id: Id, ctx: Ctx):
 def _edit(request: Request, ctx: Context, proposal, status_code: int = 200, problems=None,
           form=None):
     rows = min(MAX_ROWS, int(proposal.call.form["max_targets"]))
-    return render(request, "observation/edit.html", status_code=status_code,
+    return _render(request, "observation/edit.html", status_code=status_code,
                   proposal=proposal, rows=rows, problems=problems or [],
                   form=form, instruments=proposal.call.telescope.instruments,
                   can_edit=ctx.can(ProposalOps.UPDATE, proposal),
@@ -321,7 +354,7 @@ def reviews_page(request: Request, ctx: Ctx):
     """The reviews assigned to the caller (or, for managers, those of their calls)."""
     found = reviews.list_reviews(ctx) if ctx.subject.authenticated else []
     mine = [r for r in found if r.reviewer_id == ctx.subject.id]
-    return render(request, "observation/reviews.html", reviews=mine, now=ctx.now())
+    return _render(request, "observation/reviews.html", reviews=mine, now=ctx.now())
 
 
 @pages.post("/observation/reviews/{review_id}", openapi_extra=uses(ReviewOps.GRADE))
@@ -332,3 +365,66 @@ def grade_form(review_id: Id, ctx: Ctx,
     verdict = {"yes": True, "no": False}.get(feasible)
     reviews.grade(ctx, review_id, grade=grade, feasible=verdict, comment=comment)
     return flash_redirect("/observation/reviews", gettext(ctx.language, "The review was saved."))
+
+
+# ---- a telescope's page: its calls, a new call, the queue and the observation log -------------
+
+
+@pages.get("/observation/telescopes/{name}",
+           openapi_extra=uses(ObservationOps.TELESCOPE_READ, CallOps.READ, AllocationOps.READ,
+                              ObservingOps.LOG_READ))
+def telescope_page(request: Request, name: str, ctx: Ctx):
+    telescope = services.telescope_named(ctx, name[:64])
+    found = calls.list_calls(ctx, telescope=telescope.name)
+    signed_in = ctx.subject.authenticated
+    return _render(request, "observation/telescope.html", telescope=telescope, calls=found,
+                  queue=observing.queue(ctx, telescope.name) if signed_in else [],
+                  logs=observing.list_logs(ctx, telescope=telescope.name) if signed_in else [],
+                  create_op=CallOps.CREATE, log_op=ObservingOps.LOG_WRITE)
+
+
+@pages.post("/observation/telescopes/{name}/calls", openapi_extra=uses(CallOps.CREATE))
+def new_call_form(name: str, ctx: Ctx, call_name: Annotated[str, Form(max_length=64)],
+                  opens_at: Annotated[str, Form(max_length=40)],
+                  closes_at: Annotated[str, Form(max_length=40)],
+                  review_deadline: Annotated[str, Form(max_length=40)],
+                  semester_start: Annotated[str, Form(max_length=40)],
+                  semester_end: Annotated[str, Form(max_length=40)],
+                  instrument_hours: Annotated[str, Form(max_length=2000)] = "",
+                  categories: Annotated[str, Form(max_length=5000)] = ""):
+    problems: list[dict[str, str]] = []
+    times = {field: _when(value, field, problems) for field, value in (
+        ("opens_at", opens_at), ("closes_at", closes_at),
+        ("review_deadline", review_deadline), ("semester_start", semester_start),
+        ("semester_end", semester_end))}
+    hours = _hours(instrument_hours, problems) or {}
+    for field, value in times.items():
+        if value is None and not any(p["field"] == field for p in problems):
+            problems.append({"field": field, "message": "Required."})
+    if problems:
+        raise ValidationFailed(problems)
+    call = calls.create_call(ctx, telescope=name[:64], name=call_name.strip(), **times,
+                             instrument_hours=hours,
+                             categories=[c.strip() for c in categories.split(",") if c.strip()])
+    return flash_redirect(f"/observation/calls/{call.id}/manage",
+                          gettext(ctx.language, "The call was opened."))
+
+
+@pages.post("/observation/telescopes/{name}/log", openapi_extra=uses(ObservingOps.LOG_WRITE))
+def log_form(name: str, ctx: Ctx, programme: Annotated[str, Form(max_length=64)],
+             target: Annotated[str, Form(max_length=100)],
+             start: Annotated[str, Form(max_length=40)], end: Annotated[str, Form(max_length=40)],
+             status: Annotated[str, Form(max_length=16)] = "done",
+             file_ids: Annotated[str, Form(max_length=20_000)] = "",
+             seeing: Annotated[float | None, Form(ge=0, le=100)] = None):
+    problems: list[dict[str, str]] = []
+    begin, finish = _when(start, "start", problems), _when(end, "end", problems)
+    if problems or begin is None or finish is None:
+        raise ValidationFailed(problems or [{"field": "start", "message": "Required."}])
+    observing.record(ctx, name[:64], programme=programme.strip(), target=target, start=begin,
+                     end=finish, status=status,
+                     conditions={"seeing_arcsec": seeing} if seeing is not None else {},
+                     file_ids=[f.strip() for f in file_ids.replace(",", " ").split()
+                               if f.strip()])
+    return flash_redirect(f"/observation/telescopes/{name}",
+                          gettext(ctx.language, "The observation was logged."))
