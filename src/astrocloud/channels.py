@@ -40,7 +40,9 @@ class Channel:
 CHANNELS: tuple[Channel, ...] = (
     Channel("observation", _("Observation"),
             _("Apply for telescope time: calls, proposals, review, allocation, observing."),
-            "/observation", "telescope", False, ("routes",), ("models", "services")),
+            "/observation", "telescope", True, ("routes",),
+            ("models", "services", "calls", "proposals", "feasibility", "reviews",
+             "allocations", "observing")),
     Channel("data", _("Data"),
             _("The observation archive, catalogs and Virtual Observatory services."),
             "/data", "database", True, ("routes",),

@@ -22,6 +22,11 @@ DEMO_USERS = (
     ("demo", "demo@demo.astrocloud.org", "Li Hua", "National Astronomical Observatories",
      "astronomer"),
     ("chen", "chen@demo.astrocloud.org", "Chen Jing", "Purple Mountain Observatory", "astronomer"),
+    ("zhao", "zhao@demo.astrocloud.org", "Zhao Lei", "Xinjiang Observatory", "astronomer"),
+    ("sun", "sun@demo.astrocloud.org", "Sun Mei", "Shanghai Astronomical Observatory",
+     "astronomer"),
+    ("nightowl", "nightowl@demo.astrocloud.org", "Liu Yang", "Yunnan Observatories",
+     "astronomer"),
 )
 
 DEMO_GROUPS = (
@@ -50,6 +55,7 @@ def load_demo(ctx: Context) -> Iterator[str]:
         yield f"group {name} created"
     yield from _demo_space(ctx)
     yield from _demo_archive(ctx)
+    yield from _demo_observation(ctx)
     yield (f"Demo sign-in: user [bold]demo[/] (astronomer) or [bold]admin[/], "
            f"password [bold]{DEMO_PASSWORD}[/]")
 
@@ -161,3 +167,156 @@ def _demo_catalog(ctx: Context, folder) -> Iterator[str]:
                                                  "r magnitudes and parallaxes, for trying the "
                                                  "cone search and TAP.")
     yield f"demo catalog demo_stars: {result.rows} rows imported"
+
+
+# ---- the observation cycle --------------------------------------------------------------------
+
+YFOSC_SCHEMA = {
+    "parameters": {
+        "mode": {"type": "choice", "choices": ["imaging", "spectroscopy"], "required": True},
+        "filter": {"type": "choice", "choices": ["U", "B", "V", "R", "I"], "required": True,
+                   "only_if": {"mode": ["imaging"]}, "overhead_s": {"*": 20}},
+        "grating": {"type": "choice", "choices": ["G3", "G8", "G10"], "required": True,
+                    "only_if": {"mode": ["spectroscopy"]}, "overhead_s": {"*": 60}},
+        "binning": {"type": "choice", "choices": ["1x1", "2x2"], "default": "1x1"},
+        "readout": {"type": "choice", "choices": ["fast", "slow"], "default": "fast",
+                    "overhead_s": {"fast": 10, "slow": 40}},
+    },
+    "overheads": {"per_target_s": 300, "per_exposure_s": 0},
+}
+
+
+def _demo_target(name: str, ra: float, dec: float, filt: str = "V") -> dict:
+    return {"name": name, "ra": ra, "dec": dec, "magnitude": 9.0,
+            "exposures": [{"instrument": "YFOSC", "setup": {"mode": "imaging", "filter": filt},
+                           "seconds": 300, "count": 6}],
+            "constraints": {"max_airmass": 2.0, "min_moon_distance": 30}}
+
+
+def _blank_pdf() -> bytes:
+    import io
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _demo_observation(ctx: Context) -> Iterator[str]:
+    """The Lijiang 2.4m's proposal cycle: a call closed earlier this semester (reviewed,
+    allocated, published; its programme observed and its files archived) and a call open now
+    with a submitted and a draft proposal."""
+    import datetime as dt
+
+    from astrocloud.core.security import services as security
+    from astrocloud.core.security.engine import Subject, load_subject
+    from astrocloud.observation import allocations, calls, observing, proposals, reviews
+    from astrocloud.observation import services as observation
+
+    telescope = observation.telescope_by_name(ctx, "Lijiang 2.4m")
+    if telescope is None:
+        return
+    if calls.list_calls(ctx, telescope="Lijiang 2.4m"):
+        yield "demo calls exist"
+        return
+    observation.update_telescope(ctx, "Lijiang 2.4m", aperture=2.4, time_zone="Asia/Shanghai")
+    observation.set_instrument_schema(ctx, "Lijiang 2.4m", "YFOSC", YFOSC_SCHEMA,
+                                      "spectrograph")
+    users = {u.username: u for u in ctx.db.scalars(sa.select(User))}
+    security.assign(ctx, user_id=users["operator"].id, role="telescope_manager",
+                    scope_type="telescope", scope_id=telescope.id)
+    security.assign(ctx, user_id=users["nightowl"].id, role="observer",
+                    scope_type="telescope", scope_id=telescope.id)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    common = dict(telescope="Lijiang 2.4m", instrument_hours={"YFOSC": 120.0},
+                  categories=["Stars and stellar populations", "Galaxies", "Transients"],
+                  form={"page_limit": 4, "size_limit_mb": 5.0, "max_targets": 20},
+                  review_setup={"reviewers_per_proposal": 2, "normalisation": "zscore"},
+                  proprietary_months=12)
+    # the earlier call: open while its proposals are written, then moved into the past
+    past = calls.create_call(ctx, name=f"{now.year}-early", title="Early-semester call",
+                             opens_at=now - dt.timedelta(days=1),
+                             closes_at=now + dt.timedelta(days=1),
+                             review_deadline=now + dt.timedelta(days=2),
+                             semester_start=now - dt.timedelta(days=30),
+                             semester_end=now + dt.timedelta(days=150), **common)
+
+    def submitted(call, pi: str, title: str, targets: list[dict], submit: bool = True) -> int:
+        ctx.subject = load_subject(ctx.db, users[pi])
+        try:
+            p = proposals.create_proposal(ctx, call_id=call.id, title=title,
+                                          abstract=f"{title}: the demo abstract.",
+                                          category="Stars and stellar populations")
+            proposals.update_proposal(ctx, p.id, version=None, targets=targets)
+            proposals.upload_justification(ctx, p.id, filename="justification.pdf",
+                                           content=_blank_pdf())
+            if submit:
+                proposals.submit_proposal(ctx, p.id)
+            return p.id
+        finally:
+            ctx.subject = Subject.system_subject()
+
+    first = submitted(past, "demo", "Variable stars in M 67",
+                      [_demo_target("M 67", 132.825, 11.8)])
+    submitted(past, "chen", "Blue stragglers in NGC 188", [_demo_target("NGC 188", 12.11,
+                                                                        85.255, "B")])
+    for name in ("zhao", "sun"):
+        reviews.appoint(ctx, past.id, username=name)
+    reviews.appoint(ctx, past.id, username="operator", role="tac_member")
+    reviews.auto_assign(ctx, past.id)
+    for name, grade in (("zhao", 1.5), ("sun", 2.0)):
+        ctx.subject = load_subject(ctx.db, users[name])
+        for review in reviews.list_reviews(ctx, call_id=past.id):
+            reviews.grade(ctx, review.id, grade=grade + (0.5 if review.proposal_id != first
+                                                         else 0),
+                          comment="Clear science case; the exposure times are realistic.")
+        ctx.subject = Subject.system_subject()
+    calls.update_call(ctx, past.id, opens_at=now - dt.timedelta(days=60),
+                      closes_at=now - dt.timedelta(days=40),
+                      review_deadline=now - dt.timedelta(days=35))
+    allocations.run_allocation(ctx, past.id)
+    allocations.publish(ctx, past.id)
+    yield f"demo call {past.name}: 2 proposals reviewed, allocated and published"
+    code = proposals.get_proposal(ctx, first).code
+    folder = ctx.settings.home / "demo-data"
+    folder.mkdir(parents=True, exist_ok=True)
+    from astrocloud.data.archive import services as archive
+    from astrocloud.data.archive.synthetic import write_image
+
+    paths = []
+    ctx.subject = load_subject(ctx.db, users["nightowl"])
+    try:
+        for n in range(2):
+            start = now - dt.timedelta(days=10 - n, hours=6)
+            file_id = f"lj-{start:%Y%m%d}-{n:04d}"
+            paths.append(str(write_image(folder / f"{file_id}.fits", ra=132.825, dec=11.8,
+                                         date_obs=start, telescope="Lijiang 2.4m",
+                                         instrument="YFOSC", filter="V", object="M 67",
+                                         propid=code, seed=100 + n)))
+            observing.record(ctx, "Lijiang 2.4m", programme=code, target="M 67",
+                             start=start, end=start + dt.timedelta(minutes=40),
+                             instrument="YFOSC", conditions={"seeing_arcsec": 1.3},
+                             file_ids=[file_id])
+    finally:
+        ctx.subject = Subject.system_subject()
+    _records, jobs = archive.submit_paths(ctx, telescope="Lijiang 2.4m", paths=paths)
+    runtime = ctx.runtime
+    if runtime is not None and ctx.settings.job_backend == "embedded":
+        runtime.jobs.start_embedded()
+        runtime.jobs.wait(jobs, timeout=600)
+    yield f"demo programme {code}: 2 observations logged, their files sent to the archive"
+    # the call open now
+    current = calls.create_call(ctx, name=f"{now.year}-open", title="Call for proposals",
+                                opens_at=now - dt.timedelta(days=3),
+                                closes_at=now + dt.timedelta(days=21),
+                                review_deadline=now + dt.timedelta(days=35),
+                                semester_start=now + dt.timedelta(days=45),
+                                semester_end=now + dt.timedelta(days=225), **common)
+    submitted(current, "demo", "Eclipsing binaries in Praesepe",
+              [_demo_target("Praesepe", 130.1, 19.67)])
+    submitted(current, "chen", "A draft on open clusters",
+              [_demo_target("M 44", 130.1, 19.98)], submit=False)
+    yield f"demo call {current.name}: open until {current.closes_at:%Y-%m-%d %H:%M} UTC"

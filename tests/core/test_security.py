@@ -132,6 +132,26 @@ MATRIX: dict[str, set[str]] = {
     "observation.programme.read": PUBLIC,
     "observation.programme.create": {"admin", "operator", "telescope_manager"},
     "observation.programme.update": {"admin", "operator", "telescope_manager"},
+    "observation.call.read": PUBLIC,
+    "observation.call.create": {"admin", "operator", "telescope_manager"},
+    "observation.call.update": {"admin", "operator", "telescope_manager"},
+    "observation.proposal.read": {"admin", "operator", "telescope_manager"},
+    "observation.proposal.create": SIGNED_IN,
+    "observation.proposal.update": {"admin"},
+    "observation.proposal.submit": {"admin"},
+    "observation.proposal.withdraw": {"admin"},
+    "observation.proposal.join": SIGNED_IN,
+    "observation.call.appoint": {"admin", "operator", "telescope_manager"},
+    "observation.review.read": {"admin", "operator", "telescope_manager"},
+    "observation.review.assign": {"admin", "operator", "telescope_manager"},
+    "observation.review.grade": {"admin"},
+    "observation.review.declare_conflict": {"admin", "reviewer"},
+    "observation.allocation.read": {"admin", "operator", "telescope_manager"},
+    "observation.allocation.run": {"admin", "operator", "telescope_manager"},
+    "observation.allocation.rank": {"admin", "operator", "telescope_manager"},
+    "observation.allocation.publish": {"admin", "operator", "telescope_manager"},
+    "observation.log.read": {"admin", "operator", "telescope_manager", "observer"},
+    "observation.log.write": {"admin", "operator", "telescope_manager", "observer"},
     # the archive, on someone else's proprietary file and ingest
     "data.file.read": {"admin", "operator", "telescope_manager", "qc_reviewer"},
     "data.archive.ingest": {"admin", "operator", "telescope_manager", "observer"},
@@ -228,7 +248,46 @@ def _archive_world(db, owner):
 
     draft = DataRelease(id=0, name="DR9", title="A draft", release_date=now, status="draft")
     return {"telescope": telescope, "programme": programme, "archive_file": archived,
-            "ingest": ingest, "data_release": draft}
+            "ingest": ingest, "data_release": draft, **_observation_world(db, telescope, owner)}
+
+
+def _observation_world(db, telescope, owner):
+    """A call on the telescope and someone else's draft proposal answering it."""
+    import datetime as dt
+
+    from astrocloud.observation.models import (
+        Allocation,
+        ObservationCall,
+        ObservationLog,
+        Proposal,
+        Review,
+    )
+
+    now = dt.datetime.now(dt.UTC)
+    call = ObservationCall(telescope_id=telescope.id, name="M1", opens_at=now,
+                           closes_at=now + dt.timedelta(days=9),
+                           semester_start=now + dt.timedelta(days=30),
+                           semester_end=now + dt.timedelta(days=200),
+                           review_deadline=now + dt.timedelta(days=20))
+    db.add(call)
+    db.flush()
+    proposal = Proposal(call_id=call.id, telescope_id=telescope.id, pi_id=owner.id,
+                        title="Theirs", targets=[], custom_fields={},
+                        requested_by_instrument={})
+    db.add(proposal)
+    db.flush()
+    review = Review(proposal_id=proposal.id, call_id=call.id, telescope_id=telescope.id,
+                    reviewer_id=owner.id)
+    db.add(review)
+    db.commit()
+    # not stored: rules only read their attributes
+    allocation = Allocation(id=0, proposal_id=proposal.id, call_id=call.id, call=call,
+                            telescope_id=telescope.id, pi_id=owner.id, rank=1,
+                            published=False)
+    log = ObservationLog(id=0, telescope_id=telescope.id, programme_id=0, pi_id=owner.id,
+                         target="x", start=now, end=now)
+    return {"call": call, "proposal": proposal, "review": review, "allocation": allocation,
+            "observation_log": log}
 
 
 def _proprietary_catalog(db, owner):

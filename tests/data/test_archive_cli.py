@@ -78,7 +78,8 @@ def test_the_demo_fills_the_archive_with_graded_previewed_data(installed):
         graded = db.scalar(sa.text("SELECT count(*) FROM archive_files WHERE qc_grade IS NOT "
                                    "NULL AND thumbnail_uri IS NOT NULL"))
         stars = db.scalar(sa.text("SELECT n_rows FROM data_catalogs WHERE name = 'demo_stars'"))
-    assert files == 24 and graded == files and stars == 100_000
+    # 24 archive demo files + 2 observed for the demo observing cycle's programme
+    assert files == 26 and graded == files and stars == 100_000
     token = installed.ok("tokens", "create", "demo").stdout.strip().splitlines()[-1]
     import httpx
 

@@ -141,16 +141,42 @@ def telescope_named(ctx: Context, name: str) -> Telescope:
 @operation(ObservationOps.TELESCOPE_UPDATE)
 def update_telescope(ctx: Context, name: str, *, header_mapping: dict | None = None,
                      proprietary_months: int | None = None,
-                     add_instruments: list[str] | None = None) -> Telescope:
-    """Change a telescope's header mapping, proprietary period or instruments (its managers,
-    operators, admins). A change of the proprietary period is recorded in the usage log with
-    the old and new values; it applies to files archived from then on."""
+                     add_instruments: list[str] | None = None, aperture: float | None = None,
+                     time_zone: str | None = None, open_for_proposals: bool | None = None,
+                     longitude: float | None = None, latitude: float | None = None,
+                     elevation: float | None = None, title: str | None = None) -> Telescope:
+    """Change a telescope's site, aperture, time zone, whether it takes proposals, its header
+    mapping, proprietary period or instruments (its managers, operators, admins). A change of
+    the proprietary period is recorded in the usage log with the old and new values; it
+    applies to files archived from then on."""
     telescope = ctx.db.scalar(sa.select(Telescope).where(Telescope.name == name))
     if telescope is None:
         raise NotFound("There is no telescope called “%(name)s”.", name=name)
     ctx.authorize(telescope)
     ctx.set_target(telescope)
     changes = []
+    problems = []
+    if longitude is not None and not -180 <= longitude <= 360:
+        problems.append({"field": "longitude", "message": "Longitude must be within -180..360."})
+    if latitude is not None and not -90 <= latitude <= 90:
+        problems.append({"field": "latitude", "message": "Latitude must be within -90..90."})
+    if elevation is not None and not -500 <= elevation <= 9000:
+        problems.append({"field": "elevation",
+                         "message": "Elevation must be between -500 and 9000 metres."})
+    if aperture is not None and not 0 < aperture <= 100:
+        problems.append({"field": "aperture", "message": "The aperture is 0 to 100 metres."})
+    if time_zone is not None and not _known_zone(time_zone):
+        problems.append({"field": "time_zone",
+                         "message": f"“{time_zone[:64]}” is not an IANA time zone."})
+    if problems:
+        raise ValidationFailed(problems)
+    for field, value in (("longitude", longitude), ("latitude", latitude),
+                         ("elevation", elevation), ("aperture", aperture),
+                         ("time_zone", time_zone), ("open_for_proposals", open_for_proposals),
+                         ("title", title)):
+        if value is not None and getattr(telescope, field) != value:
+            changes.append(f"{field} {getattr(telescope, field)} → {value}")
+            setattr(telescope, field, value)
     if header_mapping is not None:
         telescope.header_mapping = check_mapping(header_mapping)
         changes.append("header mapping")
@@ -167,6 +193,46 @@ def update_telescope(ctx: Context, name: str, *, header_mapping: dict | None = N
     ctx.note("; ".join(changes))
     ctx.db.flush()
     return telescope
+
+
+def _known_zone(name: str) -> bool:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+@operation(ObservationOps.TELESCOPE_UPDATE)
+def set_instrument_schema(ctx: Context, telescope: str, instrument: str, setup_schema: dict,
+                          kind: str | None = None) -> Instrument:
+    """Set an instrument's back-end schema (parameters and overheads; see
+    observation.schema), from which the proposal form is generated (its telescope's
+    managers, operators). Every problem of an unsound schema is listed in one 422."""
+    scope = ctx.db.scalar(sa.select(Telescope).where(Telescope.name == telescope))
+    if scope is None:
+        raise NotFound("There is no telescope called “%(name)s”.", name=telescope)
+    ctx.authorize(scope)
+    target = instrument_of(ctx, scope, instrument)
+    if target is None:
+        raise NotFound("%(telescope)s has no instrument called “%(name)s”.",
+                       telescope=telescope, name=instrument)
+    from astrocloud.observation.schema import schema_problems
+
+    problems = schema_problems(setup_schema)
+    if kind is not None and kind not in ("imager", "spectrograph", "photometer", "other"):
+        problems.append({"field": "kind", "message": "The kind is imager, spectrograph, "
+                                                     "photometer or other."})
+    if problems:
+        raise ValidationFailed(problems)
+    target.setup_schema = setup_schema
+    if kind is not None:
+        target.kind = kind
+    ctx.set_target(scope)
+    ctx.note(f"back-end schema of {target.name}")
+    return target
 
 
 def instrument_of(ctx: Context, telescope: Telescope, name: str | None) -> Instrument | None:
