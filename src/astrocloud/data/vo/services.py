@@ -353,7 +353,8 @@ def _fingerprint(ctx: Context) -> str:
 
     rows = ctx.db.execute(sa.select(Catalog.id, Catalog.name, Catalog.updated_at)
                           .order_by(Catalog.id)).all()
-    text = _DEFINITIONS + "|" + "|".join(f"{i}:{n}:{u.isoformat() if u else ''}" for i, n, u in rows)
+    text = _DEFINITIONS + "|" + "|".join(f"{i}:{n}:{u.isoformat() if u else ''}"
+                                         for i, n, u in rows)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
