@@ -15,6 +15,7 @@ the position search, and `catalog_table` gives the SQLAlchemy table of a catalog
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import time
@@ -94,10 +95,17 @@ def check_name(name: str) -> str:
 
 
 def catalog_table(catalog: Catalog) -> sa.Table:
-    """The SQLAlchemy table holding a catalog's rows (built from its metadata, not cached)."""
-    return importer.table_of(catalog.table_name,
-                             [(c.name, c.datatype) for c in catalog.columns],
-                             healpix=catalog.index_kind == "healpix")
+    """The SQLAlchemy table holding a catalog's rows, from its metadata as read now. The same
+    metadata gives the same Table object: SQLAlchemy keys its cache of compiled statements on
+    the Table's identity, so a fresh Table per request would compile every cone anew (about
+    5 ms); a changed or re-imported catalog has other metadata, hence another Table."""
+    return _table_for(catalog.table_name, tuple((c.name, c.datatype) for c in catalog.columns),
+                      catalog.index_kind == "healpix")
+
+
+@functools.lru_cache(maxsize=256)
+def _table_for(table_name: str, columns: tuple[tuple[str, str], ...], healpix: bool) -> sa.Table:
+    return importer.table_of(table_name, list(columns), healpix=healpix)
 
 
 def _visible(ctx: Context, name: str) -> Catalog:
