@@ -459,7 +459,8 @@ def print_table(backend: str, rows: list[tuple], health: dict) -> None:
                  f"{r['p99']:.2f}" if "p99" in r else "",
                  f"{r['rps']:,.0f}" if "rps" in r else "",
                  f"{r['rows_s']:,.0f}" if "rows_s" in r else "", "", ""]
-        if "p50" in r and "health" not in label and "driver" not in label:
+        if "p50" in r and "health" not in label and "driver" not in label and \
+                "rps" not in r:  # above the sequential round trip: sequential requests only
             cells[6] = f"{r['p50'] - health['p50']:+.2f}"
         if driver and "p50" in r:
             cells[7] = f"{r['p50'] / driver:.1f}×"
