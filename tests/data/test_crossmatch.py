@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -124,10 +125,11 @@ def test_the_zone_match_keeps_within_a_small_memory_budget():
 
 @pytest.mark.parametrize("engine", ["memory", "database"])
 @pytest.mark.parametrize("mode", ["best", "all"])
-@pytest.mark.parametrize("index", ["healpix", "q3c"])
+# q3c is PostgreSQL's: its cases are collected when the suite runs on PostgreSQL
+@pytest.mark.parametrize("index", ["healpix", "q3c"] if os.environ.get(
+    "ASTROCLOUD_TEST_DATABASE_URL", "").startswith("postgresql") else ["healpix"])
 def test_catalog_by_catalog_agrees_with_brute_force(system, skies, engine, mode, index):
-    if index == "q3c" and not skies["q3c"]:
-        pytest.skip("q3c needs PostgreSQL")
+    assert index == "healpix" or skies["q3c"], "q3c is missing from PostgreSQL"
     left, right = ("left_sky", "right_sky") if index == "healpix" else ("left_q3c", "right_q3c")
     result = services.crossmatch(system, left=left, right=right, radius_arcsec=RADIUS,
                                  mode=mode, engine=engine)

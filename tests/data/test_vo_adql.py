@@ -199,14 +199,19 @@ def _sqlite_engine(path):
     return engine
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+# PostgreSQL's cases are collected when the suite runs on PostgreSQL (make test's second pass)
+DIALECTS = ["sqlite"] + (["postgresql"] if os.environ.get("ASTROCLOUD_TEST_DATABASE_URL")
+                         else [])
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
 def db(request, tmp_path_factory):
     if request.param == "sqlite":
         engine = _sqlite_engine(tmp_path_factory.mktemp("adql") / "adql.db")
     else:
-        if not os.environ.get("ASTROCLOUD_TEST_DATABASE_URL"):
-            pytest.skip("PostgreSQL runs when ASTROCLOUD_TEST_DATABASE_URL is set")
-        engine = sa.create_engine(server.test_database_url(tmp_path_factory.mktemp("pg"), "adql"))
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")  # one database per worker
+        engine = sa.create_engine(server.test_database_url(tmp_path_factory.mktemp("pg"),
+                                                           f"adql_{worker}"))
     yield Db(engine)
     engine.dispose()
 

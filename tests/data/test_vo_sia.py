@@ -103,3 +103,10 @@ def test_vosi_capabilities_point_at_the_query_endpoint(live_server):
     assert sia2.findtext("interface/accessURL").endswith("/sia/query")
     avail = etree.fromstring(httpx.get(f"{live_server}/sia/availability").content)
     assert avail.findtext("{http://www.ivoa.net/xml/VOSIAvailability/v1.0}available") == "true"
+
+
+def test_results_carry_a_datalink_service_descriptor(live_server, world):
+    """pyvo (and TOPCAT) find each image's links through the descriptor in the result."""
+    results = sia(live_server).search(pos=(10.68, 41.27, 0.2))
+    links = results[0].getdatalink().to_table()
+    assert "#this" in list(links["semantics"])

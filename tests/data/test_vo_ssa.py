@@ -81,6 +81,8 @@ def test_pyvo_finds_a_released_spectrum_by_position(live_server, spectra):
     assert list(record["ssa_location"]) == pytest.approx([10.70, 41.25])
     assert 3.6e-7 < record["ssa_specstart"] < record["ssa_specend"] < 9.1e-7
     assert record["ssa_dstype"] == "Spectrum" and record["ssa_targname"] == "M 31"
+    links = record.getdatalink().to_table()  # through the DataLink service descriptor
+    assert "#this" in list(links["semantics"])
 
 
 def test_the_answer_carries_the_ssa_utypes_and_ucds(live_server, spectra):

@@ -423,3 +423,22 @@ def test_pyvo_reads_the_capabilities(live_server, world):
     service = pyvo.dal.TAPService(f"{live_server}/tap")
     assert service.maxrec and service.hardlimit
     assert any(f.mime == "application/x-votable+xml" for f in service.capabilities[0].outputformats)
+
+
+def test_obscore_results_carry_a_datalink_service_descriptor(live_server, world):
+    result = tap(live_server).run_sync("SELECT obs_publisher_did, access_url FROM ivoa.obscore")
+    assert result[0].getdatalink().to_table()["semantics"][0] == "#this"
+    assert "datalink" not in sync(live_server, {"LANG": "ADQL", "QUERY":
+                                                 "SELECT obs_id FROM ivoa.obscore"}).text
+
+
+def test_a_client_that_keeps_cookies_can_still_post_queries(live_server, world):
+    """pyvo keeps the cookies a GET gave it; an anonymous POST is no browser form."""
+    with httpx.Client(base_url=live_server, timeout=60) as client:
+        client.get("/tap/availability")
+        client.get("/")
+        response = client.post("/tap/sync", data={"LANG": "ADQL",
+                                                  "QUERY": "SELECT obs_id FROM ivoa.obscore"})
+        assert response.status_code == 200, response.text
+        assert client.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT 1"}
+                           ).status_code == 303

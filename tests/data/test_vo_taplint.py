@@ -9,7 +9,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.data.test_vo_tap import stars  # noqa: F401 - fixture
+from tests.data.test_vo_tap import reader, stars  # noqa: F401 - fixtures
 
 # Every stage but LOC: ObsLocTAP (observation plans in ivoa.obsplan) is a data model we do not
 # offer yet, and the STILTS of Debian 12 runs its stage unless told not to (see docs/vo.md).

@@ -18,8 +18,10 @@ from astrocloud.core.web.context import UNSAFE_METHODS
 from astrocloud.core.web.middleware import CSRF_COOKIE
 from astrocloud.core.web.templating import csrf_token
 
-# Machine interfaces: an anonymous call there carries no ambient authority.
-API_PREFIXES = ("/api/", "/vospace/", "/dav/")
+# Machine interfaces: an anonymous call there carries no ambient authority. The VO protocols
+# are among them: pyvo and TOPCAT keep the cookies a GET gave them and then POST queries.
+API_PREFIXES = ("/api/", "/vospace/", "/dav/", "/tap/", "/scs/", "/sia/", "/ssa",
+                "/datalink/", "/oai")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 

@@ -38,7 +38,7 @@ from astrocloud.data.catalogs.importer import HEALPIX_COLUMN
 from astrocloud.data.catalogs.importer import HEALPIX_ORDER as CATALOG_HEALPIX_ORDER
 from astrocloud.data.vo import adql
 from astrocloud.data.vo.columns import Column, Table
-from astrocloud.data.vo.formats import Format, parse_format, stream
+from astrocloud.data.vo.formats import Format, field_ids, parse_format, stream
 from astrocloud.data.vo.models import (
     FINAL_PHASES,
     TapJob,
@@ -49,6 +49,7 @@ from astrocloud.data.vo.models import (
     TapSchemaState,
     TapSchemaTable,
 )
+from astrocloud.data.vo.votable import datalink_descriptor
 
 log = logging.getLogger("astrocloud.tap")
 
@@ -578,6 +579,15 @@ class Prepared:
     format: Format
     uploads: list[UploadedTable]
     timeout: float
+    base_url: str = ""
+
+    def extra_resources(self) -> list[bytes]:
+        """A DataLink service descriptor when the result has ObsCore's publisher DIDs."""
+        ids = field_ids(self.columns)
+        for column, ident in zip(self.columns, ids, strict=True):
+            if column.name.lower() == "obs_publisher_did" and self.base_url:
+                return [datalink_descriptor(self.base_url, ident)]
+        return []
 
 
 def check_maxrec(settings, raw: str | int | None) -> int:
@@ -632,7 +642,8 @@ def prepare_query(ctx: Context, *, query: str | None, lang: str | None,
                                reason=str(exc)) from None
     return Prepared(sql=translation.sql, params=dict(translation.params),
                     columns=list(translation.columns), maxrec=limit, format=fmt,
-                    uploads=uploaded, timeout=float(timeout or settings.tap_sync_seconds))
+                    uploads=uploaded, timeout=float(timeout or settings.tap_sync_seconds),
+                    base_url=base_url)
 
 
 class QueryFailed(errors.ValidationFailed):
@@ -744,7 +755,8 @@ def execute(database, prepared: Prepared, *, cancelled=lambda: False,
     def body() -> Iterator[bytes]:
         try:
             yield from stream(prepared.format, prepared.columns, batches(),
-                              status=lambda: "OVERFLOW" if outcome.overflow else "OK")
+                              status=lambda: "OVERFLOW" if outcome.overflow else "OK",
+                              extra_resources=prepared.extra_resources())
         finally:
             _release_connection(conn, prepared)
 

@@ -33,6 +33,7 @@ from astrocloud.data.vo.votable import (
     results_table,
     serve_errors_as_votable,
     to_bytes,
+    with_descriptor,
 )
 
 PREFIX = "/sia/"
@@ -218,9 +219,12 @@ def obscore_columns() -> list[dict]:
 def query(request: Request, ctx: Ctx):
     constraints, maxrec = parse_query(request)
     found, overflow = archive.discover(ctx, constraints, maxrec)
-    votable = results_table(obscore_columns(), [obscore_row(request, f) for f in found],
+    columns = [{**c, "id": c["name"]} if c["name"] == "obs_publisher_did" else c
+               for c in obscore_columns()]
+    votable = results_table(columns, [obscore_row(request, f) for f in found],
                             name="obscore", status="OVERFLOW" if overflow else "OK")
-    return Response(to_bytes(votable), media_type=VOTABLE_TYPE)
+    return Response(with_descriptor(to_bytes(votable), str(request.base_url),
+                                    "obs_publisher_did"), media_type=VOTABLE_TYPE)
 
 
 @pages.get("/sia/capabilities", openapi_extra=PUBLIC)

@@ -40,6 +40,7 @@ from astrocloud.data.vo.votable import (
     results_table,
     serve_errors_as_votable,
     to_bytes,
+    with_descriptor,
 )
 
 PREFIX = "/ssa"
@@ -381,12 +382,16 @@ def query(request: Request, ctx: Ctx):
     constraints, maxrec, metadata = parse_query(request)
     found, overflow = archive.discover(ctx, constraints, 0 if metadata else maxrec)
     rows = [] if metadata else [ssa_row(request, f, ctx.settings.site_name) for f in found]
-    votable = results_table(ssa_columns(), rows, name="spectra",
+    columns = [{**c, "id": c["name"]} if c["name"] == "ssa_pubDID" else c
+               for c in ssa_columns()]
+    votable = results_table(columns, rows, name="spectra",
                             status="OVERFLOW" if overflow and not metadata else "OK",
                             infos={"SERVICE_PROTOCOL": "1.1", "REQUEST": "queryData"})
     if metadata:
         _describe_inputs(votable)
-    return Response(to_bytes(votable), media_type=VOTABLE_TYPE)
+        return Response(to_bytes(votable), media_type=VOTABLE_TYPE)
+    return Response(with_descriptor(to_bytes(votable), str(request.base_url), "ssa_pubDID"),
+                    media_type=VOTABLE_TYPE)
 
 
 def capability_details(capability) -> None:

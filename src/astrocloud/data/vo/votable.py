@@ -31,6 +31,33 @@ def to_bytes(votable: VOTableFile, *, binary: bool = False) -> bytes:
     return out.getvalue()
 
 
+DATALINK_STANDARD = "ivo://ivoa.net/std/DataLink#links-1.1"
+
+
+def datalink_descriptor(base_url: str, ref: str) -> bytes:
+    """A DataLink service descriptor (DataLink 1.1 §4): a RESOURCE that tells clients such as
+    TOPCAT and pyvo how to get the links of each row — /datalink/links with ID taken from the
+    FIELD whose ID is `ref` (the publisher DID)."""
+    from xml.sax.saxutils import quoteattr
+
+    url = quoteattr(f"{base_url.rstrip('/')}/datalink/links")
+    return (
+        '<RESOURCE type="meta" utype="adhoc:service" name="datalink">\n'
+        f'<PARAM name="standardID" datatype="char" arraysize="*" '
+        f'value="{DATALINK_STANDARD}"/>\n'
+        f'<PARAM name="accessURL" datatype="char" arraysize="*" value={url}/>\n'
+        '<GROUP name="inputParams">\n'
+        f'<PARAM name="ID" datatype="char" arraysize="*" value="" ref={quoteattr(ref)} '
+        'ucd="meta.id;meta.main"/>\n'
+        '</GROUP>\n</RESOURCE>\n').encode()
+
+
+def with_descriptor(document: bytes, base_url: str, ref: str) -> bytes:
+    """A VOTable document with a DataLink service descriptor added at its end."""
+    head, tail = document.rsplit(b"</VOTABLE>", 1)
+    return head + datalink_descriptor(base_url, ref) + b"</VOTABLE>" + tail
+
+
 def error_document(message: str, *, query_status: str = "ERROR") -> bytes:
     """An error document every VO client understands: DALI's RESOURCE of type results with
     INFO QUERY_STATUS=ERROR, and Simple Cone Search 1.03's INFO name="Error" right under
@@ -91,7 +118,8 @@ def results_table(columns: Iterable[dict], rows: list[dict], *, name: str = "res
         arraysize = column.get("arraysize")
         if datatype in ("char", "unicodeChar") and not arraysize:
             arraysize = "*"
-        table.fields.append(Field(votable, name=column["name"], datatype=datatype,
+        table.fields.append(Field(votable, name=column["name"], ID=column.get("id"),
+                                  datatype=datatype,
                                   arraysize=arraysize, unit=column.get("unit") or None,
                                   ucd=column.get("ucd") or None,
                                   utype=column.get("utype") or None))
