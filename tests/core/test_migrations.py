@@ -104,3 +104,23 @@ def test_every_migration_can_be_reversed_and_applied_again(empty_database):
     upgrade(empty_database)
     assert current_revision(empty_database) == head_revision(empty_database)
     assert schema_differences(empty_database) == []
+
+
+def test_upgrading_an_installation_that_holds_data_keeps_it(empty_database):
+    """Later migrations run on a live installation: telescopes with archived files that refer
+    to them (foreign keys on) must survive the upgrade to head untouched."""
+    import datetime as dt
+
+    upgrade(empty_database, "0006")
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with empty_database.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO telescopes (id, name, title, longitude, latitude, "
+                             "elevation, time_zone, header_mapping, proprietary_months, "
+                             "created_at) VALUES (1, 'T', '', 1, 2, 3, 'UTC', '{}', 12, :now)"),
+                     {"now": now})
+        conn.execute(sa.text("INSERT INTO instruments (id, telescope_id, name, kind, qc_config) "
+                             "VALUES (1, 1, 'I', 'imager', '{}')"))
+    upgrade(empty_database)
+    with empty_database.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM telescopes")).scalar() == "T"
+        assert conn.execute(sa.text("SELECT name FROM instruments")).scalar() == "I"

@@ -28,6 +28,25 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
+    if connection.dialect.name != "sqlite":
+        _migrate(connection)
+        return
+    # SQLite changes a table by rebuilding it (batch mode: copy, drop, rename). With foreign
+    # keys enforced, dropping a table other rows refer to fails on any installation that holds
+    # data, so they are switched off for the migration (outside its transaction, where SQLite
+    # honours the pragma) and every reference is checked before they are on again.
+    raw = connection.connection.dbapi_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        _migrate(connection)
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left broken references: {broken[:5]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _migrate(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
