@@ -442,3 +442,18 @@ def test_a_client_that_keeps_cookies_can_still_post_queries(live_server, world):
         assert response.status_code == 200, response.text
         assert client.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT 1"}
                            ).status_code == 303
+
+
+def test_a_blocking_wait_returns_as_soon_as_the_job_ends(live_server, world):
+    """UWS 1.1 WAIT: the answer comes when the phase changes, not when the wait runs out."""
+    created = httpx.post(f"{live_server}/tap/async",
+                         data={"LANG": "ADQL", "PHASE": "RUN",
+                               "QUERY": "SELECT obs_id FROM ivoa.obscore"})
+    url = created.headers["location"]
+    started = time.monotonic()
+    phase = "QUEUED"
+    while phase in ("QUEUED", "EXECUTING") and time.monotonic() - started < 50:
+        job = uws_xml(httpx.get(url, params={"WAIT": "50"}, timeout=60))
+        phase = job.findtext(f"{UWS}phase")
+    assert phase == "COMPLETED"
+    assert time.monotonic() - started < 20

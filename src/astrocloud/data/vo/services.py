@@ -1016,6 +1016,11 @@ def open_result(ctx: Context, job_id: str) -> tuple[TapJob, Any, Iterator[bytes]
 # ---- the worker's side -------------------------------------------------------------------------
 
 
+def current_phase(database, job_id: str) -> str | None:
+    """A job's phase as it is now (for a caller already shown the job: UWS blocking waits)."""
+    return _phase(database, job_id)
+
+
 def _phase(database, job_id: str) -> str | None:
     with database.session(write=False) as db:
         return db.scalar(sa.select(TapJob.phase).where(TapJob.id == job_id))

@@ -224,9 +224,12 @@ def _wait(request: Request, ctx: Context, job_id: str):
             return current == phase and current in ("PENDING", "QUEUED", "EXECUTING")
         return current == start_phase and current not in FINAL_PHASES
 
-    while waiting(job.phase) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        ctx.db.rollback()  # see what the worker wrote
+    current, started = job.phase, time.monotonic()
+    while waiting(current) and time.monotonic() < deadline:
+        time.sleep(0.05 if time.monotonic() - started < 2 else 0.2)  # short queries: soon
+        current = services.current_phase(ctx.database, job.id) or current
+    if current != job.phase:
+        ctx.db.expire_all()  # the worker changed it: read the job afresh
         job = services.get_job(ctx, job_id)
     return job
 
