@@ -42,11 +42,27 @@ def previewed(world, system):
 def test_the_links_of_a_released_file(live_server, previewed):
     result = links(live_server, did(previewed["released"]))
     semantics = {row["semantics"]: row for row in result}
-    assert {"#this", "#preview", "#thumbnail", "#auxiliary"} <= set(semantics)
+    assert {"#this", "#preview", "#preview-image", "#auxiliary"} <= set(semantics)
     this = semantics["#this"]
     assert httpx.get(this["access_url"]).content == previewed["paths"]["released"].read_bytes()
     assert int(this["content_length"]) == previewed["paths"]["released"].stat().st_size
     assert httpx.get(semantics["#preview"]["access_url"]).content.startswith(b"\x89PNG")
+
+
+def test_datalinklint_finds_nothing_wrong(live_server, previewed, tmp_path):
+    """STILTS datalinklint (exit status 0 whatever it finds: its report is read) on the links
+    of a file with provenance and on a NotFoundFault answer."""
+    import subprocess
+
+    for ident in (did(previewed["released"]), did(999999)):
+        response = httpx.get(f"{live_server}/datalink/links", params={"ID": ident})
+        path = tmp_path / "links.vot"
+        path.write_bytes(response.content)
+        done = subprocess.run(["stilts", "datalinklint", str(path)], capture_output=True,
+                              text=True, timeout=300)
+        assert "Totals:" in done.stdout, done.stdout + done.stderr
+        bad = [line for line in done.stdout.splitlines() if line.startswith(("E-", "F-"))]
+        assert not bad, bad
 
 
 def test_a_private_or_unknown_file_gives_a_not_found_fault(live_server, previewed):

@@ -3,7 +3,8 @@
     GET /datalink/links?ID=ivo://astrocloud/archive?<n>[&ID=…]   the links of each file
     GET /datalink/capabilities, /datalink/availability             VOSI
 
-For each file: the file itself (#this), its preview and thumbnail (#preview, #thumbnail), its
+For each file: the file itself (#this), its preview and thumbnail (#preview, #preview-image —
+the vocabulary's #thumbnail is newer than the validators astronomers have), its
 quality-control report and metadata (#auxiliary), the files it was made from (#progenitor)
 and the products made from it (#derivation). An identifier that is unknown — or a file the
 caller may not see yet — gives a row with a NotFoundFault, as the standard asks; the release
@@ -76,8 +77,9 @@ def _ids(request: Request) -> list[str]:
 
 def _links(request: Request, ctx: Context, did: str, archived) -> list[dict]:
     if archived is None:
-        return [{"ID": did, "error_message": f"NotFoundFault: {did} is not a file of this "
-                                             f"archive, or you may not see it (yet)."}]
+        return [{"ID": did, "semantics": "#this",
+                 "error_message": f"NotFoundFault: {did} is not a file of this "
+                                  f"archive, or you may not see it (yet)."}]
     base = str(request.base_url).rstrip("/")
     api = f"{base}/api/v1/data/observations/{archived.id}"
     rows = [{"ID": did, "access_url": f"{api}/file", "semantics": "#this",
@@ -88,7 +90,7 @@ def _links(request: Request, ctx: Context, did: str, archived) -> list[dict]:
                      "description": "A preview image", "content_type": "image/png"})
     if archived.thumbnail_uri:
         rows.append({"ID": did, "access_url": f"{api}/thumbnail.png",
-                     "semantics": "#thumbnail", "description": "A thumbnail",
+                     "semantics": "#preview-image", "description": "A thumbnail",
                      "content_type": "image/png"})
     rows.append({"ID": did, "access_url": api, "semantics": "#auxiliary",
                  "description": "Metadata, FITS header and quality-control report",
