@@ -975,9 +975,15 @@ def healpix_ranges(ra: float, dec: float, radius: float, order: int = HEALPIX_OR
         level -= 1
     pixels = np.unique(core.healpix_cone_search(ra * u.deg, dec * u.deg, radius * u.deg,
                                                 nside=2 ** level, order="nested"))
+    return pixel_ranges(pixels, level, order)
+
+
+def pixel_ranges(pixels, level: int, order: int) -> list[tuple[int, int]]:
+    """The nested pixels at `order` inside `pixels` (sorted, nested, at `level`), as merged
+    (first, last) ranges."""
     shift = 2 * (order - level)
     ranges: list[tuple[int, int]] = []
-    for pixel in pixels.tolist():
+    for pixel in [int(p) for p in pixels]:
         first, last = pixel << shift, ((pixel + 1) << shift) - 1
         if ranges and ranges[-1][1] + 1 == first:
             ranges[-1] = (ranges[-1][0], last)

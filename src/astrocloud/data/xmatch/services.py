@@ -292,14 +292,7 @@ def _region(catalog: Catalog, table: sa.Table, around: Side, radius_arcsec: floa
         return sa.or_(*(sa.func.q3c_radial_query(ra_c, dec_c, float(a), float(d),
                                                  float(s) + radius + 1e-6)
                         for a, d, s in zip(lon.deg, lat.deg, spread, strict=True)))
-    shift = 2 * (order - level)
-    ranges: list[tuple[int, int]] = []
-    for pixel in pixels.tolist():
-        first, last = pixel << shift, ((pixel + 1) << shift) - 1
-        if ranges and ranges[-1][1] + 1 == first:
-            ranges[-1] = (ranges[-1][0], last)
-        else:
-            ranges.append((first, last))
+    ranges = importer.pixel_ranges(pixels, level, order)
     column = table.c[HEALPIX_COLUMN]
     return sa.or_(*(column.between(lo, hi) for lo, hi in ranges))
 
