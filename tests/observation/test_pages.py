@@ -135,3 +135,33 @@ def test_a_reviewer_grades_in_the_browser(system, users, manager, open_call):
                                                                            pid)
     assert browser.post(f"/observation/reviews/{review_id}",
                         data={"grade": "11"}).status_code == 422
+
+
+def test_a_co_investigator_edits_the_draft_in_the_browser(system, users, open_call):
+    """Co-investigators who accepted their invitation work on the draft in the browser too."""
+    from astrocloud.core.security.engine import Subject
+    from astrocloud.observation import proposals
+    from tests.observation.conftest import as_user
+
+    pi = users.api("astronomer", "draftpi")
+    coi = users.api("astronomer", "draftcoi")
+    started = pi.post(f"/observation/calls/{open_call.id}/propose")
+    edit_url = started.headers["location"].split("?")[0]
+    pid = int(edit_url.rstrip("/").split("/")[-2])
+    try:
+        as_user(system, pi.user)
+        member = proposals.invite_coi(system, pid, email=coi.user.email)
+        as_user(system, coi.user)
+        proposals.accept_invitation(system, pid, token=member.token)
+    finally:
+        system.subject = Subject.system_subject()
+    page = coi.get(edit_url)
+    assert page.status_code == 200 and "can no longer be edited" not in page.text
+    version = int(re.search(r'name="version" value="(\d+)"', page.text).group(1))
+    saved = coi.post(edit_url, data={"version": str(version), "title": "Written by the co-I",
+                                     "abstract": "Ages.", "category": "Stars"})
+    assert saved.status_code == 303, saved.text
+    assert pi.get(f"/api/v1/observation/proposals/{pid}").json()["title"] == \
+        "Written by the co-I"
+    stranger = users.api("astronomer", "notacoi")
+    assert stranger.get(edit_url).status_code == 404
