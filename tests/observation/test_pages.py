@@ -116,6 +116,11 @@ def test_a_pi_drafts_and_submits_in_the_browser_with_a_form_from_the_schema(user
     submitted = pi.post(f"/observation/proposals/{pid}/submit")
     assert submitted.status_code == 303
     assert pi.get(f"/api/v1/observation/proposals/{pid}").json()["status"] == "submitted"
+    # the printable page shows each target's feasibility, as the API computes it
+    page = pi.get(f"/observation/proposals/{pid}")
+    assert "Feasibility" in page.text and 'class="feasibility"' in page.text
+    checked = pi.get(f"/api/v1/observation/proposals/{pid}/feasibility").json()["items"][0]
+    assert f'{checked["observable_hours"]:.1f}' in page.text
 
 
 def test_a_reviewer_grades_in_the_browser(system, users, manager, open_call):

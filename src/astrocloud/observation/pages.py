@@ -93,8 +93,12 @@ def proposal_page(request: Request, proposal_id: Id, ctx: Ctx):
                          if a.proposal_id == proposal.id), None)
         if proposal.status == "accepted" and proposal.code:
             files = archive.search(ctx, programme=proposal.code, per_page=200).items
+    from astrocloud.observation import feasibility
+
+    checked = feasibility.proposal_feasibility(ctx, proposal_id) if proposal.targets else []
     return _render(request, "observation/proposal.html", proposal=proposal,
                   pi=names.get(proposal.pi_id), edit_op=ProposalOps.UPDATE,
+                  feasibility=checked,
                   decision=decision, files=files,
                   balance=observing.allocation_balance(ctx, decision.programme_id)
                   if decision and decision.programme_id else None,
