@@ -124,3 +124,18 @@ def test_a_missing_call_is_a_friendly_404(client):
     api = client.get("/api/v1/observation/calls/999")
     assert api.status_code == 404
     assert api.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_call_page_shows_the_deadline_in_the_readers_own_time_zone(browser, live_server,
+                                                                       open_call):
+    """UTC and the telescope's time from the server; the reader's own zone from the browser."""
+    context = browser.new_context(locale="en-US", timezone_id="America/Santiago")
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server}/observation/calls/{open_call.id}")
+        local = page.locator("time.deadline + .local-time")
+        local.wait_for()
+        assert "America/Santiago" in local.inner_text()
+        assert "UTC" in page.locator("time.deadline").inner_text()
+    finally:
+        context.close()

@@ -126,8 +126,27 @@
     });
   }
 
+  // <time datetime="…" data-local>: also show the moment in the reader's own time zone (the
+  // server writes UTC, and where it matters the site's local time, beside it).
+  function showLocalTimes() {
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    var lang = document.documentElement.lang || undefined;
+    document.querySelectorAll("time[datetime][data-local]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime()) || el.nextElementSibling &&
+          el.nextElementSibling.classList.contains("local-time")) return;
+      var span = document.createElement("span");
+      span.className = "local-time";
+      span.textContent = " · " + when.toLocaleString(lang, {dateStyle: "medium",
+        timeStyle: "medium"}) + (zone ? " (" + zone + ")" : "");
+      el.insertAdjacentElement("afterend", span);
+    });
+  }
+
   function start() {
     document.documentElement.classList.add("js");
+    showLocalTimes();
     setUpToggles();
     setUpConfirmations();
     setUpBackLinks();
