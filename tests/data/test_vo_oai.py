@@ -87,7 +87,7 @@ def resource(live_server, ivoid: str) -> etree._Element:
 
 @pytest.fixture(scope="module")
 def vor_schema(tmp_path_factory):
-    assert STILTS_JAR.exists(), "STILTS is missing: `make test` installs it (scripts/system-deps.sh)"
+    assert STILTS_JAR.exists(), "STILTS is missing: make test installs it (system-deps.sh)"
     folder = tmp_path_factory.mktemp("xsd")
     with zipfile.ZipFile(STILTS_JAR) as jar:
         for name in jar.namelist():
