@@ -270,13 +270,17 @@ TAP_SCHEMA_KEYS = (
 )
 
 
+OBSCORE = Table("ivoa.obscore", OBSCORE_COLUMNS, None,
+                "ObsCore 1.1: one row per observation file in the archive (latest versions). "
+                "Proprietary data is visible only to its programme's team until its release "
+                "date.", utype="ivo://ivoa.net/std/ObsCore#core-1.1", table_type="view",
+                ra="s_ra", dec="s_dec", spatial_index="healpix", healpix="healpix",
+                healpix_order=archive.HEALPIX_ORDER)
+
+
 def obscore_table(ctx: Context, base_url: str) -> Table:
-    return Table("ivoa.obscore", OBSCORE_COLUMNS, archive.obscore_source(ctx, base_url),
-                 "ObsCore 1.1: one row per observation file in the archive (latest versions). "
-                 "Proprietary data is visible only to its programme's team until its release "
-                 "date.", utype="ivo://ivoa.net/std/ObsCore#core-1.1", table_type="view",
-                 ra="s_ra", dec="s_dec", spatial_index="healpix", healpix="healpix",
-                 healpix_order=archive.HEALPIX_ORDER)
+    """ivoa.obscore over the archive files the caller may see."""
+    return dataclasses.replace(OBSCORE, source=archive.obscore_source(ctx, base_url))
 
 
 def _catalog_table(catalog) -> Table:
@@ -311,13 +315,9 @@ def _tap_schema_table(name: str, catalog_ids: list[int] | None) -> Table:
                  TAP_SCHEMA_DESCRIPTIONS[name], keys=keys)
 
 
-def _visible_catalogs(ctx: Context) -> list:
-    return [c for c in catalogs.list_catalogs(ctx)]
-
-
 def published_tables(ctx: Context, base_url: str) -> dict[str, Table]:
     """Every table the caller may query, by lower-case qualified name."""
-    visible = _visible_catalogs(ctx)
+    visible = catalogs.list_catalogs(ctx)
     tables = [obscore_table(ctx, base_url), *(_catalog_table(c) for c in visible),
               *(_tap_schema_table(n, [c.id for c in visible]) for n in TAP_SCHEMA_COLUMNS)]
     return {t.name.lower(): t for t in tables}
@@ -328,12 +328,7 @@ def _all_tables(ctx: Context) -> list[tuple[Table, int | None]]:
     TAP_SCHEMA's stored rows describe (each caller's view filters them)."""
     from astrocloud.data.catalogs.models import Catalog
 
-    found = [(Table("ivoa.obscore", OBSCORE_COLUMNS, None,
-                    obscore_table.__doc__ or "", table_type="view"), None)]
-    found[0] = (dataclasses.replace(found[0][0], description=(
-        "ObsCore 1.1: one row per observation file in the archive (latest versions). "
-        "Proprietary data is visible only to its programme's team until its release date."),
-        utype="ivo://ivoa.net/std/ObsCore#core-1.1"), None)
+    found: list[tuple[Table, int | None]] = [(OBSCORE, None)]
     for catalog in ctx.db.scalars(sa.select(Catalog).order_by(Catalog.name)):
         found.append((_catalog_table(catalog), catalog.id))
     for name in TAP_SCHEMA_COLUMNS:
@@ -826,11 +821,6 @@ def execute(database, prepared: Prepared, *, cancelled=lambda: False,
 
 
 # ---- asynchronous queries (UWS) ----------------------------------------------------------------
-
-
-def _owner_rule(ctx: Context, job: TapJob) -> None:
-    ctx.set_target(job)
-    ctx.authorize(job)
 
 
 @operation(TapOps.JOB_MANAGE)
