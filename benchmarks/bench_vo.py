@@ -422,20 +422,8 @@ def measure(backend: str, env: dict, url: str, args) -> list[tuple]:
         sequential(base, tap_cone_request, 30, 98)
         health = sequential(base, health_request, n, 1)
         rows.append(("baseline: `GET /api/health`, sequential", health, None))
-        for label, radius in RADII:
-            drv = driver_cones(url, radius, n, 2)
-            seq = sequential(base, scs_request(radius), n, 2)
-            rows.append((f"baseline: cone {label} in the driver (≈{drv['rows']:.0f} rows)",
-                         drv, None))
-            rows.append((f"SCS cone {label}, sequential", seq, drv["p50"]))
-        health8 = concurrent(base, health_request, 8, args.duration, 10)
-        rows.append(("baseline: `GET /api/health`, 8 clients", health8, None))
-        for label, radius in RADII:
-            par = concurrent(base, scs_request(radius), 8, args.duration, 20)
-            rows.append((f"SCS cone {label}, 8 clients", par, None))
-        tap = sequential(base, tap_cone_request, n, 3)
-        drv = driver_cones(url, 1 / 60, n, 3)
-        rows.append(("TAP sync ADQL CONTAINS cone 1′, sequential", tap, drv["p50"]))
+        if not args.streams_only:
+            rows += cones(base, url, args)
         fetch = driver_fetch(url)
         rows.append(("baseline: driver fetch of 1,000,000 rows", fetch, None))
         for label, fmt in (("VOTable BINARY2", "votable"), ("CSV", "csv")):
@@ -445,6 +433,27 @@ def measure(backend: str, env: dict, url: str, args) -> list[tuple]:
     finally:
         server.terminate()
         server.wait(30)
+    return rows
+
+
+def cones(base: str, url: str, args) -> list[tuple]:
+    """Simple Cone Search and the TAP sync cone, with their driver baselines."""
+    n = args.requests
+    rows: list[tuple] = []
+    for label, radius in RADII:
+        drv = driver_cones(url, radius, n, 2)
+        seq = sequential(base, scs_request(radius), n, 2)
+        rows.append((f"baseline: cone {label} in the driver (≈{drv['rows']:.0f} rows)",
+                     drv, None))
+        rows.append((f"SCS cone {label}, sequential", seq, drv["p50"]))
+    health8 = concurrent(base, health_request, 8, args.duration, 10)
+    rows.append(("baseline: `GET /api/health`, 8 clients", health8, None))
+    for label, radius in RADII:
+        par = concurrent(base, scs_request(radius), 8, args.duration, 20)
+        rows.append((f"SCS cone {label}, 8 clients", par, None))
+    tap = sequential(base, tap_cone_request, n, 3)
+    drv = driver_cones(url, 1 / 60, n, 3)
+    rows.append(("TAP sync ADQL CONTAINS cone 1′, sequential", tap, drv["p50"]))
     return rows
 
 
@@ -482,6 +491,8 @@ def main() -> None:
                         "measurement")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each "
                         "concurrent measurement")
+    parser.add_argument("--streams-only", action="store_true", help="skip the cones (and "
+                        "q3c against pgsphere): only TAP streaming and its driver baseline")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and database")
     args = parser.parse_args()
 
@@ -509,7 +520,7 @@ def main() -> None:
             rows = measure(backend, env, url, args)
             print_table(f"{backend} ({index} index), {args.rows:,} rows", rows,
                         rows[0][1])
-            if backend == "postgresql":
+            if backend == "postgresql" and not args.streams_only:
                 build, results = q3c_vs_pgsphere(url, args.requests, 7)
                 print(f"\nq3c against pgsphere on the same table (pgsphere GiST index built in "
                       f"{build:.0f} s); SQL through the driver, {args.requests} random centres"

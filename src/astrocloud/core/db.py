@@ -90,11 +90,15 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+#: the SQL functions SQLite connections get from Python (`_add_math_functions`)
+SQLITE_MATH_FUNCTIONS = ("sin", "cos", "asin", "sqrt", "radians", "degrees")
+
+
 def _add_math_functions(connection) -> None:
     import math
 
-    for name, fn in (("sin", math.sin), ("cos", math.cos), ("asin", math.asin),
-                     ("sqrt", math.sqrt), ("radians", math.radians), ("degrees", math.degrees)):
+    for name in SQLITE_MATH_FUNCTIONS:
+        fn = getattr(math, name)
         connection.create_function(name, 1, lambda x, fn=fn: None if x is None else fn(x),
                                    deterministic=True)
 

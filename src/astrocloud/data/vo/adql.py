@@ -66,6 +66,10 @@ class Translation:
     params: dict[str, Any]
     columns: list[Column]
     limit: int | None
+    #: the rows of one table, projected: no WHERE, join, grouping, ordering, DISTINCT, subquery
+    #: or aggregate, so each row read is a row returned — the database never works long
+    #: between two rows (what lets a result be fetched where a query cannot be interrupted)
+    plain: bool = False
 
 
 # ---- dialects ------------------------------------------------------------------------------
@@ -465,6 +469,7 @@ class _Translator:
             names.append(candidate)
         out.set("expressions", [exp.Alias(this=v.sql, alias=_Raw(this=self.q(n)))
                                 for n, (_, v, _) in zip(names, items, strict=True)])
+        out.meta["aggregate"] = any(v.aggregate for _, v, _ in items)
         for (name, value, explicit), out_name in zip(items, names, strict=True):
             if explicit:
                 scope.aliases.setdefault(name.lower(), dataclasses.replace(
@@ -1441,7 +1446,26 @@ def translate(adql: str, tables: Mapping[str, Table], *, dialect: str,
         out.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
     columns = [translator.output_column(name, value) for name, value in cols]
     sql = out.sql(dialect=translator.out)
-    return Translation(sql=sql, params=translator.params, columns=columns, limit=limit)
+    return Translation(sql=sql, params=translator.params, columns=columns, limit=limit,
+                       plain=_plain(out, sql))
+
+
+def _plain(tree: exp.Expression, sql: str) -> bool:
+    source = tree.args.get("from_")
+    if not isinstance(tree, exp.Select) or not isinstance(source, exp.From):
+        return False
+    if any(tree.args.get(k) for k in ("where", "group", "having", "order", "distinct", "joins",
+                                      "with", "qualify", "laterals")):
+        return False
+    # one table, not a SELECT applying access rules (a literal text that looks like one only
+    # makes the answer a cautious False)
+    if not isinstance(source.this, _Raw) or "(" in source.this.this or \
+            len(re.findall(r"\bselect\b", sql, re.IGNORECASE)) != 1:
+        return False
+    if tree.meta.get("aggregate", True):
+        return False
+    nested = (exp.Select, exp.Subquery, exp.AggFunc, exp.Window, exp.Union)
+    return not any(isinstance(node, nested) for node in tree.walk() if node is not tree)
 
 
 # ---- SQLite functions --------------------------------------------------------------------------
@@ -1490,8 +1514,13 @@ def _like(value, pattern):
 def install_sqlite_functions(dbapi_connection) -> None:
     """Register on a sqlite3 connection the functions the SQLite translation calls (region
     tests on STC-S text, case-sensitive LIKE with a computed pattern). Idempotent."""
-    for name, n, fn in (("adql_region_contains", 3, _region_contains),
-                        ("adql_region_intersects", 2, _region_intersects),
-                        ("adql_region_inside", 2, _region_inside),
-                        ("adql_like", 2, _like)):
+    for name, n, fn in _SQLITE_FUNCTIONS:
         dbapi_connection.create_function(name, n, fn, deterministic=True)
+
+
+_SQLITE_FUNCTIONS = (("adql_region_contains", 3, _region_contains),
+                     ("adql_region_intersects", 2, _region_intersects),
+                     ("adql_region_inside", 2, _region_inside),
+                     ("adql_like", 2, _like))
+#: the names of the Python functions the SQLite translation may call
+SQLITE_FUNCTIONS = tuple(name for name, _, _ in _SQLITE_FUNCTIONS)

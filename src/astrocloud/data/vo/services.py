@@ -16,18 +16,21 @@ import datetime as dt
 import hashlib
 import io
 import logging
+import os
 import queue
 import re
 import secrets
 import threading
 import time
+import urllib.parse
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from astrocloud.core import errors
-from astrocloud.core.db import utcnow
+from astrocloud.core.db import SQLITE_MATH_FUNCTIONS, utcnow
 from astrocloud.core.errors import NotFound, ValidationFailed
 from astrocloud.core.i18n import _
 from astrocloud.core.security.engine import load_subject
@@ -576,6 +579,10 @@ class Prepared:
     uploads: list[UploadedTable]
     timeout: float
     base_url: str = ""
+    #: the translation's `plain`: rows of one table, each read row a result row
+    plain: bool = False
+    #: the LIMIT the translation put on the query (None: none)
+    limit: int | None = None
 
     def extra_resources(self) -> list[bytes]:
         """A DataLink service descriptor when the result has ObsCore's publisher DIDs."""
@@ -639,7 +646,7 @@ def prepare_query(ctx: Context, *, query: str | None, lang: str | None,
     return Prepared(sql=translation.sql, params=dict(translation.params),
                     columns=list(translation.columns), maxrec=limit, format=fmt,
                     uploads=uploaded, timeout=float(timeout or settings.tap_sync_seconds),
-                    base_url=base_url)
+                    base_url=base_url, plain=translation.plain, limit=translation.limit)
 
 
 class QueryFailed(errors.ValidationFailed):
@@ -728,10 +735,11 @@ def _driver_cursor(conn, prepared: Prepared):
 
 class _Prefetch:
     """Reads the next batches of rows in a thread of its own while the current one is being
-    encoded: the database driver and the writer then share the time instead of adding it."""
+    encoded: the database driver and the writer then share the time instead of adding it.
+    `read` gives the next batch, an empty one at the end."""
 
-    def __init__(self, cursor, first: list, errors: tuple):
-        self.cursor, self.errors = cursor, errors
+    def __init__(self, read, first, errors: tuple):
+        self.read, self.errors = read, errors
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.stopping = threading.Event()
         self.queue.put(first)
@@ -741,9 +749,9 @@ class _Prefetch:
     def _run(self) -> None:
         try:
             while not self.stopping.is_set():
-                rows = self.cursor.fetchmany(BATCH_ROWS)
+                rows = self.read()
                 self._put(rows)
-                if not rows:
+                if not len(rows):
                     return
         except BaseException as exc:  # handed to the reading side, which raises it
             self._put(exc)
@@ -767,6 +775,207 @@ class _Prefetch:
         self.thread.join(timeout=30)
 
 
+# Large BINARY2 results are fetched as Arrow columns by an ADBC driver (SQLite, or PostgreSQL's
+# binary COPY) and encoded a column at a time: no Python object per value on either side, and
+# the driver reads the next batch without holding the GIL while one is encoded. Where that path
+# cannot keep a rule of the ordinary one, the ordinary one runs instead:
+# * SQLite's ADBC connection has none of the Python functions the translation may call, and no
+#   progress handler to stop a query at its deadline (nor cancel): only `plain` queries (a
+#   projection of one table: each row read is a row returned) that call none of those functions
+#   go there, and the deadline is checked between batches, which come steadily;
+# * uploads live on the ordinary connection; bound parameters stay there too;
+# * SQLite's driver gives each column the type of its first batch (and fails at a later value of
+#   another): the values are CAST to the column's declared type, and a column that is all NULL
+#   in the first batch, where a later value could still differ, sends the query back;
+# * PostgreSQL types without an exact Arrow counterpart (numeric, arrays, geometry, …) send it
+#   back as well; read-only and statement_timeout are set as on the ordinary connection.
+# Results that cannot exceed COLUMNAR_MIN_ROWS stay on the ordinary path (its connection is
+# already open; the gain is in long results).
+
+COLUMNAR_MIN_ROWS = 50_000
+COLUMNAR_BATCH_ROWS = 20_000
+_SQLITE_PYTHON_FUNCTIONS = re.compile(
+    r"\b(" + "|".join(adql.SQLITE_FUNCTIONS + SQLITE_MATH_FUNCTIONS) + r")\s*\(", re.IGNORECASE)
+_PG_TYPES = {"int2", "int4", "int8", "float4", "float8", "bool", "text", "varchar", "bpchar",
+             "timestamp", "date"}
+_SQL_TYPES = {"boolean": "INTEGER", "unsignedByte": "INTEGER", "short": "INTEGER",
+              "int": "INTEGER", "long": "INTEGER", "float": "REAL", "double": "REAL",
+              "char": "TEXT", "unicodeChar": "TEXT"}
+_adbc_pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_adbc_lock = threading.Lock()
+
+
+def _columnar_uri(database, prepared: Prepared) -> str | None:
+    if prepared.format.name != "votable" or prepared.uploads or prepared.params or \
+            prepared.limit is None or prepared.limit < COLUMNAR_MIN_ROWS:
+        return None
+    url = database.engine.url
+    if database.dialect == "sqlite":
+        path = url.database
+        if not prepared.plain or _SQLITE_PYTHON_FUNCTIONS.search(prepared.sql) or not path \
+                or path == ":memory:" or path.startswith("file:"):
+            return None
+        return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    if database.dialect == "postgresql":
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return None
+
+
+def _adbc_connection(database, uri: str):
+    """An idle ADBC connection of `database` (PostgreSQL's take a tenth of a second to open,
+    so they are kept, and closed with the engine), or a new one."""
+    with _adbc_lock:
+        idle = _adbc_pools.get(database.engine)
+        if idle:
+            return idle.pop()
+    if database.dialect == "sqlite":
+        import adbc_driver_sqlite.dbapi as driver
+    else:
+        import adbc_driver_postgresql.dbapi as driver
+    return driver.connect(uri)
+
+
+def _adbc_release(database, conn, reusable: bool) -> None:
+    with contextlib.suppress(Exception):
+        if reusable and database.dialect == "postgresql":
+            conn.rollback()
+            with _adbc_lock:
+                if database.engine not in _adbc_pools:
+                    _adbc_pools[database.engine] = []
+                    sa.event.listen(database.engine, "engine_disposed", _close_adbc_pool)
+                idle = _adbc_pools[database.engine]
+                if len(idle) < 4:
+                    idle.append(conn)
+                    return
+        conn.close()
+
+
+def _close_adbc_pool(engine) -> None:
+    with _adbc_lock:
+        idle = _adbc_pools.pop(engine, [])
+    for conn in idle:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def _columnar_fits(database, prepared: Prepared, first) -> bool:
+    """Whether the first batch's Arrow types keep the ordinary path's values (see above)."""
+    import pyarrow as pa
+
+    for column, field, array in zip(prepared.columns, first.schema, first.columns, strict=True):
+        if database.dialect == "postgresql":
+            kind = (field.metadata or {}).get(b"POSTGRESQL:type", b"").decode()
+            if kind not in _PG_TYPES:
+                return False
+        elif pa.types.is_null(field.type) or (
+                len(array) and array.null_count == len(array) and
+                _SQL_TYPES.get(column.datatype or "char") != "INTEGER"):
+            return False
+    return True
+
+
+def _next_batch(reader):
+    """The next record batch that has rows, None at the end."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return None
+        if batch.num_rows:
+            return batch
+
+
+def _execute_columnar(database, prepared: Prepared, deadline: float, cancelled,
+                      outcome: Outcome) -> Iterator[bytes] | None:
+    """`execute` on the columnar path; None when the query must take the ordinary one."""
+    uri = _columnar_uri(database, prepared)
+    if uri is None:
+        return None
+    try:
+        conn = _adbc_connection(database, uri)
+    except Exception:  # noqa: BLE001 — no driver, or no connection: the ordinary path decides
+        log.warning("TAP: no columnar connection, the ordinary path runs", exc_info=True)
+        return None
+    import adbc_driver_manager
+
+    driver_errors = (adbc_driver_manager.Error,)
+    sql = prepared.sql
+    cursor = conn.cursor()
+    try:
+        if database.dialect == "postgresql":
+            cursor.execute("SET TRANSACTION READ ONLY")
+            ms = max(1, int((deadline - time.monotonic()) * 1000))
+            cursor.execute(f"SET LOCAL statement_timeout = {ms}")
+        else:
+            cursor.adbc_statement.set_options(
+                **{"adbc.sqlite.query.batch_rows": str(COLUMNAR_BATCH_ROWS)})
+            names = [f"c{i}" for i in range(len(prepared.columns))]
+            casts = ", ".join(
+                f"CAST({n} AS {_SQL_TYPES[c.datatype or 'char']}) AS {n}"
+                if not c.arraysize and not c.xtype else n
+                for n, c in zip(names, prepared.columns, strict=True))
+            sql = f"WITH adql_result({', '.join(names)}) AS ({sql}) " \
+                  f"SELECT {casts} FROM adql_result"
+        cursor.execute(sql)
+        reader = cursor.fetch_record_batch()
+        first = _next_batch(reader)
+    except driver_errors as exc:
+        with contextlib.suppress(Exception):
+            cursor.close()
+        _adbc_release(database, conn, reusable=database.dialect == "postgresql")
+        if "timeout" in str(exc).lower() or "cancel" in str(exc).lower():
+            raise _database_error(exc, prepared.timeout) from None
+        return None  # the ordinary path runs it again, and reports what is wrong
+    if first is not None and not _columnar_fits(database, prepared, first):
+        with contextlib.suppress(Exception):
+            cursor.close()
+        _adbc_release(database, conn, reusable=False)
+        return None
+
+    def read():
+        batch = _next_batch(reader)
+        return () if batch is None else batch
+
+    fetch = _Prefetch(read, first, driver_errors) if first is not None else None
+
+    def batches() -> Iterator:
+        try:
+            batch = fetch.next() if fetch is not None else ()
+            while len(batch):
+                room = prepared.maxrec - outcome.rows
+                if len(batch) > room:
+                    outcome.overflow = True
+                    batch = batch.slice(0, room)
+                if len(batch):
+                    outcome.rows += len(batch)
+                    yield batch
+                if outcome.overflow or cancelled():
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("interrupted: the deadline passed")
+                batch = fetch.next()
+        except (*driver_errors, TimeoutError) as exc:
+            raise _database_error(exc, prepared.timeout) from None
+
+    def body() -> Iterator[bytes]:
+        done = False
+        try:
+            yield from stream(prepared.format, prepared.columns, batches(),
+                              status=lambda: "OVERFLOW" if outcome.overflow else "OK",
+                              extra_resources=prepared.extra_resources())
+            done = True
+        finally:
+            if fetch is not None:
+                fetch.stop()
+            with contextlib.suppress(Exception):
+                reader.close()
+            with contextlib.suppress(Exception):
+                cursor.close()
+            _adbc_release(database, conn, reusable=done)
+
+    return body()
+
+
 def execute(database, prepared: Prepared, *, cancelled=lambda: False,
             outcome: Outcome | None = None) -> Iterator[bytes]:
     """Run a prepared query and return its result as a stream of bytes in the requested
@@ -774,6 +983,9 @@ def execute(database, prepared: Prepared, *, cancelled=lambda: False,
     failure is an error response, not a broken stream."""
     outcome = outcome if outcome is not None else Outcome()
     deadline = time.monotonic() + prepared.timeout
+    body = _execute_columnar(database, prepared, deadline, cancelled, outcome)
+    if body is not None:
+        return body
     conn = database.engine.connect()
     driver_errors = (sa.exc.DBAPIError, conn.dialect.loaded_dbapi.Error)
     try:
@@ -786,7 +998,8 @@ def execute(database, prepared: Prepared, *, cancelled=lambda: False,
     except BaseException:
         _release_connection(conn, prepared)
         raise
-    fetch = _Prefetch(cursor, first, driver_errors) if len(first) == BATCH_ROWS else None
+    fetch = _Prefetch(lambda: cursor.fetchmany(BATCH_ROWS), first, driver_errors) \
+        if len(first) == BATCH_ROWS else None
 
     def batches() -> Iterator[list]:
         rows = first if fetch is None else fetch.next()
