@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import io
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from xmlschema.locations import FALLBACK_LOCATIONS
 
 from astrocloud.data.archive.synthetic import write_catalog
 from astrocloud.data.catalogs import services as catalogs
+from tests.data.test_vo_formats import votlint
 
 UWS_XSD = Path(__file__).parents[1] / "cloud" / "UWS-1.1.xsd"
 UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
@@ -161,6 +163,71 @@ def test_maxrec_cuts_with_the_overflow_marker(live_server, stars):
     assert len(votable.get_first_table().array) == 5
     assert [i.value for i in votable.resources[0].infos
             if i.name == "QUERY_STATUS"][-1] == "OK"
+
+
+def columnar_fetches(caplog) -> int:
+    return sum("columnar fetch" in r.getMessage() for r in caplog.records)
+
+
+def test_a_long_binary2_result_is_fetched_in_columns_unchanged(live_server, stars, caplog,
+                                                               tmp_path):
+    caplog.set_level(logging.DEBUG, logger="astrocloud.tap")
+    # TOP 2500 keeps the result short: the ordinary fetch; without it MAXREC allows 100,000
+    ordinary = sync(live_server, {"LANG": "ADQL", "MAXREC": "100000",
+                                  "QUERY": "SELECT TOP 2500 * FROM catalogs.stars"})
+    assert ordinary.status_code == 200, ordinary.text
+    assert columnar_fetches(caplog) == 0
+    columnar = sync(live_server, {"LANG": "ADQL", "MAXREC": "100000",
+                                  "QUERY": "SELECT * FROM catalogs.stars"})
+    assert columnar.status_code == 200, columnar.text
+    assert columnar_fetches(caplog) == 1
+    assert columnar.content == ordinary.content
+    table = parse_single_table(io.BytesIO(columnar.content)).to_table()
+    assert len(table) == 2000
+    assert list(table["source_id"]) == list(stars["source_id"])
+    assert votlint(tmp_path, columnar.content) is not None
+
+
+def test_the_columnar_fetch_keeps_maxrec_and_the_overflow_marker(live_server, stars, caplog,
+                                                                 monkeypatch):
+    from astrocloud.data.vo import services
+
+    monkeypatch.setattr(services, "COLUMNAR_MIN_ROWS", 1)
+    caplog.set_level(logging.DEBUG, logger="astrocloud.tap")
+    response = sync(live_server, {"LANG": "ADQL", "MAXREC": "7",
+                                  "QUERY": "SELECT source_id, ra FROM catalogs.stars"})
+    assert columnar_fetches(caplog) == 1
+    votable = parse(io.BytesIO(response.content))
+    assert list(votable.get_first_table().array["source_id"]) == list(stars["source_id"][:7])
+    statuses = [i.value for i in votable.resources[0].infos if i.name == "QUERY_STATUS"]
+    assert statuses[-1] == "OVERFLOW"
+
+
+def test_queries_the_columnar_fetch_cannot_keep_take_the_ordinary_one(live_server, stars,
+                                                                      caplog, monkeypatch,
+                                                                      system):
+    from astrocloud.data.vo import services
+
+    monkeypatch.setattr(services, "COLUMNAR_MIN_ROWS", 1)
+    caplog.set_level(logging.DEBUG, logger="astrocloud.tap")
+    sqlite = system.database.dialect == "sqlite"
+    for query, columnar in (
+            # Python functions on SQLite; a row filter there (it could not be stopped)
+            ("SELECT source_id FROM catalogs.stars WHERE "
+             "CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 41, 0.5)) = 1", not sqlite),
+            ("SELECT source_id, DEGREES(RADIANS(ra)) AS r FROM catalogs.stars", not sqlite),
+            ("SELECT COUNT(*) AS n FROM catalogs.stars", not sqlite)):
+        caplog.clear()
+        response = sync(live_server, {"LANG": "ADQL", "QUERY": query})
+        assert response.status_code == 200, response.text
+        assert parse_single_table(io.BytesIO(response.content)).array.size
+        assert columnar_fetches(caplog) == int(columnar), query
+    # the VOTable TABLEDATA and the other formats never take it
+    caplog.clear()
+    response = sync(live_server, {"LANG": "ADQL", "RESPONSEFORMAT": "votable/td",
+                                  "QUERY": "SELECT source_id FROM catalogs.stars"})
+    assert len(parse_single_table(io.BytesIO(response.content)).array) == 2000
+    assert columnar_fetches(caplog) == 0
 
 
 @pytest.mark.parametrize("fmt,check", [

@@ -932,6 +932,8 @@ def _execute_columnar(database, prepared: Prepared, deadline: float, cancelled,
         _adbc_release(database, conn, reusable=False)
         return None
 
+    log.debug("TAP: columnar fetch on %s", database.dialect)
+
     def read():
         batch = _next_batch(reader)
         return () if batch is None else batch
