@@ -144,6 +144,7 @@ MATRIX: dict[str, set[str]] = {
     "observation.call.appoint": {"admin", "operator", "telescope_manager"},
     "observation.review.read": {"admin", "operator", "telescope_manager"},
     "observation.review.assign": {"admin", "operator", "telescope_manager"},
+    "observation.review.identify": {"admin", "operator", "telescope_manager"},
     "observation.review.grade": {"admin"},
     "observation.review.declare_conflict": {"admin", "reviewer"},
     "observation.allocation.read": {"admin", "operator", "telescope_manager"},

@@ -120,8 +120,12 @@ def test_a_whole_cycle_in_the_browser(browser, live_server, system, users, teles
     expect(manager.locator(".notice")).to_contain_text("The call was saved.")
     tac = actor(browser, live_server, tac_user.username)
     tac.goto(f"{live_server}/observation/calls/{call_id}/manage")
+    # the reviews, now that the deadline has passed: grades and comments, reviewers anonymous
+    expect(tac.locator("table.reviews")).to_contain_text("A strong, well-planned programme.")
+    expect(tac.locator("table.reviews")).to_contain_text("Reviewer 1")
+    expect(tac.locator("table.reviews")).not_to_contain_text(referee.username)
     tac.get_by_role("button", name="Run the allocation").click()
-    expect(tac.locator("main table")).to_contain_text("Eclipsing binaries")
+    expect(tac.locator("main table.ranking")).to_contain_text("Eclipsing binaries")
     manager.goto(f"{live_server}/observation/calls/{call_id}/manage")
     manager.get_by_role("button", name="Publish the results").click()
     expect(manager.locator(".notice")).to_contain_text("The results are published.")
@@ -129,6 +133,8 @@ def test_a_whole_cycle_in_the_browser(browser, live_server, system, users, teles
     # the PI reads the decision
     pi.goto(proposal_url)
     expect(pi.locator(".decision")).to_contain_text("grade A")
+    pdf = pi.request.get(live_server + pi.locator("a.pdf").get_attribute("href"))
+    assert pdf.ok and pdf.body().startswith(b"%PDF-")
     code = pi.locator("nav.crumbs span").inner_text().strip()
 
     # an observer logs an observation; the file is ingested and appears under the proposal

@@ -170,3 +170,27 @@ def test_a_co_investigator_edits_the_draft_in_the_browser(system, users, open_ca
         "Written by the co-I"
     stranger = users.api("astronomer", "notacoi")
     assert stranger.get(edit_url).status_code == 404
+
+
+def test_the_manager_ticks_whether_reviewers_are_hidden_from_each_other(manager, open_call):
+    page = manager.get(f"/observation/calls/{open_call.id}/manage").text
+    assert re.search(r'name="hide_reviewers_from_each_other" value="true" checked', page)
+
+    def flag():
+        return manager.get(f"/api/v1/observation/calls/{open_call.id}").json()[
+            "review_setup"]["hide_reviewers_from_each_other"]
+
+    # an unticked box sends nothing: the form's marker says the flag is part of it
+    assert manager.post(f"/observation/calls/{open_call.id}/manage",
+                        data={"review_flags": "1"}).status_code == 303
+    assert flag() is False
+    page = manager.get(f"/observation/calls/{open_call.id}/manage").text
+    assert not re.search(r'name="hide_reviewers_from_each_other" value="true" checked', page)
+    assert manager.post(f"/observation/calls/{open_call.id}/manage",
+                        data={"review_flags": "1", "hide_reviewers_from_each_other": "true"}
+                        ).status_code == 303
+    assert flag() is True
+    # a form without the marker (another client) leaves it alone
+    assert manager.post(f"/observation/calls/{open_call.id}/manage",
+                        data={"categories": "Stars"}).status_code == 303
+    assert flag() is True

@@ -179,3 +179,92 @@ def test_zscore_puts_a_harsh_and_a_kind_reviewer_on_one_scale(open_call):
     kind = [_review(3, 3, 20, 1.0), _review(4, 4, 20, 3.0)]
     scores = reviews.normalised_grades(open_call, harsh + kind)
     assert scores[1] == scores[3] and scores[2] == scores[4] and scores[1] < scores[2]
+
+
+# ---- who is shown as a reviewer ---------------------------------------------------------------
+
+
+def _two_reviewers_on(manager, cycle) -> int:
+    """P3 reviewed by rev-c and rev-d (assigned by hand, in that order)."""
+    p3 = cycle["proposals"][3]
+    for name in ("rev-c", "rev-d"):
+        added = manager.post("/api/v1/observation/reviews",
+                             json={"proposal_id": p3, "username": name})
+        assert added.status_code == 201, added.text
+    return p3
+
+
+def test_reviewers_see_each_other_as_labels_when_the_call_hides_them(manager, cycle, users):
+    assert cycle["call"].review_setup["hide_reviewers_from_each_other"] is True  # default
+    p3 = _two_reviewers_on(manager, cycle)
+    rev_d = users.api(cycle["pool"][3])
+    shown = rev_d.get(f"/api/v1/observation/proposals/{p3}/reviewers")
+    assert shown.status_code == 200, shown.text
+    assert [(r["reviewer"], r["named"]) for r in shown.json()["items"]] == [
+        ("Reviewer 1", False), ("rev-d", True)]
+
+
+def test_reviewers_see_each_other_by_name_when_the_call_does_not_hide_them(system, manager,
+                                                                          cycle, users):
+    calls.update_call(system, cycle["call"].id,
+                      review_setup={"hide_reviewers_from_each_other": False})
+    p3 = _two_reviewers_on(manager, cycle)
+    rev_d = users.api(cycle["pool"][3])
+    shown = rev_d.get(f"/api/v1/observation/proposals/{p3}/reviewers").json()["items"]
+    assert [r["reviewer"] for r in shown] == ["rev-c", "rev-d"]
+    # a reviewer not on the proposal does not even see it
+    rev_b = users.api(cycle["pool"][1])
+    assert rev_b.get(f"/api/v1/observation/proposals/{p3}/reviewers").status_code == 404
+
+
+def test_the_pi_never_sees_reviewer_names_whatever_the_call_says(system, manager, cycle,
+                                                                users):
+    calls.update_call(system, cycle["call"].id,
+                      review_setup={"hide_reviewers_from_each_other": False})
+    p3 = _two_reviewers_on(manager, cycle)
+    pi = users.api(cycle["pis"][3])
+    shown = pi.get(f"/api/v1/observation/proposals/{p3}/reviewers")
+    assert shown.status_code == 200, shown.text
+    assert [r["reviewer"] for r in shown.json()["items"]] == ["Reviewer 1", "Reviewer 2"]
+    assert "rev-" not in shown.text
+    assert "rev-" not in pi.get(f"/observation/proposals/{p3}").text
+
+
+def test_managers_identify_reviewers_and_the_tac_does_not(system, manager, cycle, users):
+    p3 = _two_reviewers_on(manager, cycle)
+    named = manager.get(f"/api/v1/observation/proposals/{p3}/reviewers").json()["items"]
+    assert [r["reviewer"] for r in named] == ["rev-c", "rev-d"]
+    tac_user = users.create("tacmember")
+    security.assign(system, user_id=tac_user.id, role="tac_member", scope_type="call",
+                    scope_id=cycle["call"].id)
+    tac = users.api(tac_user)
+    labels = tac.get(f"/api/v1/observation/proposals/{p3}/reviewers").json()["items"]
+    assert [r["reviewer"] for r in labels] == ["Reviewer 1", "Reviewer 2"]
+
+
+def test_the_tac_sees_the_reviews_table_on_the_manage_page_only_after_the_deadline(
+        system, manager, cycle, users):
+    p3 = _two_reviewers_on(manager, cycle)
+    for user, grade in zip(cycle["pool"][2:], (1.5, 3.0), strict=True):
+        reviewer = users.api(user)
+        mine = reviewer.get("/api/v1/observation/reviews").json()["items"]
+        graded = reviewer.patch(f"/api/v1/observation/reviews/{mine[0]['id']}",
+                                json={"grade": grade, "comment": f"Comment by {user.username}"
+                                                                 f" on P3."})
+        assert graded.status_code == 200, graded.text
+    tac_user = users.create("tacmember")
+    security.assign(system, user_id=tac_user.id, role="tac_member", scope_type="call",
+                    scope_id=cycle["call"].id)
+    tac = users.api(tac_user)
+    before = tac.get(f"/observation/calls/{cycle['call'].id}/manage").text
+    assert "Comment by" not in before and "Normalised grade" not in before
+    t = now()
+    calls.update_call(system, cycle["call"].id, opens_at=t - dt.timedelta(days=10),
+                      closes_at=t - dt.timedelta(days=5),
+                      review_deadline=t - dt.timedelta(seconds=1))
+    after = tac.get(f"/observation/calls/{cycle['call'].id}/manage").text
+    assert "Normalised grade" in after
+    assert "Comment by rev-c on P3." in after and "Comment by rev-d on P3." in after
+    assert f'href="/observation/proposals/{p3}"' in after
+    assert ">Reviewer 1<" in after and ">rev-c<" not in after  # graded, yet anonymous
+    assert ">rev-c<" in manager.get(f"/observation/calls/{cycle['call'].id}/manage").text

@@ -9,7 +9,8 @@
                                    reviewer pool and TAC, assign reviewers, allocate, publish
                                    (POST …/manage, …/appoint, …/assign, …/allocate, …/publish)
     /observation/proposals/<id>    a proposal, printable: team, targets, hours, feasibility,
-                                   justification, decision
+                                   justification, decision; …/pdf the same as one PDF with the
+                                   justification appended
     /observation/telescopes/<name> a telescope's calls (a manager opens a new one), its queue
                                    and observation log (observers record observations)
     /observation/reviews           the caller's assigned reviews, graded in place
@@ -26,7 +27,7 @@ import datetime as dt
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from astrocloud.core.errors import ValidationFailed
@@ -38,7 +39,15 @@ from astrocloud.core.web.routing import Id, uses
 from astrocloud.core.web.templating import render
 from astrocloud.data.archive import services as archive
 from astrocloud.data.archive.services import ArchiveOps
-from astrocloud.observation import allocations, calls, observing, proposals, reviews, services
+from astrocloud.observation import (
+    allocations,
+    calls,
+    document,
+    observing,
+    proposals,
+    reviews,
+    services,
+)
 from astrocloud.observation.allocations import AllocationOps
 from astrocloud.observation.calls import CallOps
 from astrocloud.observation.observing import ObservingOps
@@ -106,6 +115,14 @@ def proposal_page(request: Request, proposal_id: Id, ctx: Ctx):
                   if proposal.status == "draft" else [])
 
 
+@pages.get("/observation/proposals/{proposal_id}/pdf", openapi_extra=uses(ProposalOps.READ))
+def proposal_pdf(proposal_id: Id, ctx: Ctx):
+    """The proposal as one PDF (its justification appended), for printing or archiving."""
+    filename, content = document.proposal_pdf(ctx, proposal_id)
+    return Response(content, media_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="{filename}"'})
+
+
 def _pool_names(ctx: Context, call_id: Id, role: str) -> list[str]:
     return [u.username for u in reviews.pool(ctx, call_id, role)]
 
@@ -118,12 +135,16 @@ def manage_page(request: Request, call_id: Id, ctx: Ctx):
     allocator = ctx.can(AllocationOps.RUN, call)
     ranking = allocations.list_allocations(ctx, call_id=call.id) if (
         manager or allocator) else []
-    found = reviews.list_reviews(ctx, call_id=call.id) if manager else []
+    # what the caller may read: all for managers, everything only after the review deadline
+    # for the TAC (the rule is in policy.toml), one's own for a reviewer
+    found = reviews.list_reviews(ctx, call_id=call.id) if (manager or allocator) else []
     return _render(request, "observation/manage.html", call=call, manager=manager,
                   allocator=allocator, publisher=ctx.can(AllocationOps.PUBLISH, call),
                   reviewers=_pool_names(ctx, call.id, "reviewer"),
                   tac=_pool_names(ctx, call.id, "tac_member"), ranking=ranking,
-                  reviews=found, names=proposals.usernames(ctx, [r.reviewer_id for r in found]))
+                  reviews=found, shown=reviews.shown_reviewers(ctx, found),
+                  normalised=reviews.normalised_values(call, found),
+                  means=reviews.normalised_grades(call, found))
 
 
 def _hours(text: str, problems: list) -> dict[str, float] | None:
@@ -171,11 +192,19 @@ def manage_form(call_id: Id, ctx: Ctx,
                 max_targets: Annotated[int | None, Form(ge=0, le=100000)] = None,
                 reviewers_per_proposal: Annotated[int | None, Form(ge=0, le=100)] = None,
                 normalisation: Annotated[str, Form(max_length=16)] = "",
+                review_flags: Annotated[str, Form(max_length=4)] = "",
+                hide_reviewers_from_each_other: Annotated[bool, Form()] = False,
                 weather_loss: Annotated[float | None, Form(ge=0, le=10)] = None,
                 proprietary_months: Annotated[int | None, Form(ge=0, le=1000)] = None):
-    """The manager's form: every field optional; hours as lines of INSTRUMENT=HOURS."""
+    """The manager's form: every field optional; hours as lines of INSTRUMENT=HOURS. An
+    unticked checkbox sends nothing, so the flag is read only when the form says it carries
+    it (`review_flags`)."""
     problems: list[dict[str, str]] = []
     hours = _hours(instrument_hours, problems)
+    review = {k: v for k, v in (("reviewers_per_proposal", reviewers_per_proposal),
+                                ("normalisation", normalisation or None)) if v is not None}
+    if review_flags:
+        review["hide_reviewers_from_each_other"] = hide_reviewers_from_each_other
     changes = dict(
         title=title.strip() or None, opens_at=_when(opens_at, "opens_at", problems),
         closes_at=_when(closes_at, "closes_at", problems),
@@ -185,9 +214,7 @@ def manage_form(call_id: Id, ctx: Ctx,
         if categories.strip() else None,
         form={k: v for k, v in (("page_limit", page_limit), ("max_targets", max_targets))
               if v is not None} or None,
-        review_setup={k: v for k, v in (("reviewers_per_proposal", reviewers_per_proposal),
-                                        ("normalisation", normalisation or None))
-                      if v is not None} or None,
+        review_setup=review or None,
         allocation_setup={"weather_loss": weather_loss} if weather_loss is not None else None,
         proprietary_months=proprietary_months)
     if problems:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 
 from astrocloud.core import mail
-from astrocloud.core.errors import Conflict, NotFound, ValidationFailed
+from astrocloud.core.errors import Conflict, NotAuthenticated, NotFound, ValidationFailed
 from astrocloud.core.identity.models import User
 from astrocloud.core.security.operations import Action, OperationSet, Query
 from astrocloud.core.service import Context, operation
@@ -236,8 +236,14 @@ def submission_problems(proposal: Proposal) -> list[dict[str, str]]:
 
 
 def _proposal(ctx: Context, proposal_id: int) -> Proposal:
-    """A proposal the caller may see (NotFound otherwise: existence does not leak)."""
-    return ctx.get_visible(Proposal, proposal_id, op=ProposalOps.READ, what="proposal")
+    """A proposal the caller may see. Otherwise NotFound for a signed-in caller (existence
+    does not leak), and NotAuthenticated for a visitor, whom the pages send to sign in."""
+    try:
+        return ctx.get_visible(Proposal, proposal_id, op=ProposalOps.READ, what="proposal")
+    except NotFound:
+        if not ctx.subject.authenticated:
+            raise NotAuthenticated("Please sign in to see this proposal.") from None
+        raise
 
 
 def _check_deadline(ctx: Context, proposal: Proposal) -> None:

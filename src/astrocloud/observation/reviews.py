@@ -8,7 +8,12 @@ institute as one of them, or who declared a conflict (per the call's `conflict_r
 always the least-loaded eligible one, so the work is spread evenly. Managers may add or remove
 reviews by hand (conflicts still apply). Reviewers grade on the call's scale (1 best) with a
 comment before the review deadline; grades are normalised per reviewer (none, z-score or rank)
-before the TAC ranks proposals. PIs never learn who reviewed them.
+before the TAC ranks proposals.
+
+Who reviewed what is shown by `shown_reviewers`: PIs and the TAC see only "Reviewer 1, 2, …"
+(numbered per proposal); a reviewer sees their own name, and the names of the other reviewers
+of the same proposal only when the call's `hide_reviewers_from_each_other` is false; names
+are otherwise shown only to those granted observation.review.identify (the call's managers).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from astrocloud.observation.models import (
     Review,
     ReviewConflict,
 )
+from astrocloud.observation.proposals import ProposalOps, get_proposal
 
 POOL_ROLES = ("reviewer", "tac_member")
 
@@ -46,6 +52,9 @@ class ReviewOps(OperationSet):
                    doc="Grade and comment an assigned review before the review deadline.")
     DECLARE = Action("observation.review.declare_conflict", resource="call",
                      doc="Declare a conflict of interest with a proposal of the call.")
+    IDENTIFY = Action("observation.review.identify", resource="call",
+                      doc="See who reviewed a call's proposals (its managers); everyone else "
+                          "sees anonymous labels.")
 
 
 class ReviewConflictError(Conflict):
@@ -290,11 +299,72 @@ def get_review(ctx: Context, review_id: int) -> Review:
     return ctx.get_visible(Review, review_id, what="review")
 
 
+# ---- who reviewed: names or anonymous labels -------------------------------------------------
+
+
+def shown_reviewers(ctx: Context, found: list[Review]) -> dict[int, tuple[str, bool]]:
+    """What the caller is shown as the reviewer of each review (by review id), and whether
+    that is a name: the user name, or "Reviewer N" numbered per proposal (in assignment
+    order). Names go to the reviewer themselves, to whoever holds observation.review.identify
+    on the call, and to the other reviewers of the same proposal when the call does not hide
+    reviewers from each other. Used inside the caller's reading operation."""
+    if not found:
+        return {}
+    me = ctx.subject.id if ctx.subject.authenticated else None
+    order: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for rid, pid, uid in ctx.db.execute(
+            sa.select(Review.id, Review.proposal_id, Review.reviewer_id)
+            .where(Review.proposal_id.in_({r.proposal_id for r in found}))
+            .order_by(Review.id)):
+        order[pid].append((rid, uid))
+    number = {rid: n for rows in order.values() for n, (rid, _) in enumerate(rows, start=1)}
+    fellow = {pid for pid, rows in order.items() if me is not None
+              and any(uid == me for _, uid in rows)}
+    names = dict(ctx.db.execute(sa.select(User.id, User.username).where(
+        User.id.in_({r.reviewer_id for r in found}))).all())
+    identify: dict[int, bool] = {}
+    shown = {}
+    for review in found:
+        call = review.call
+        if call.id not in identify:
+            identify[call.id] = me is not None and ctx.can(ReviewOps.IDENTIFY, call)
+        hidden = call.review_setup.get("hide_reviewers_from_each_other", True)
+        named = (review.reviewer_id == me or identify[call.id]
+                 or (review.proposal_id in fellow and not hidden))
+        shown[review.id] = ((names.get(review.reviewer_id, ""), True) if named
+                            else (f"Reviewer {number.get(review.id, 0)}", False))
+    return shown
+
+
+@operation(ProposalOps.READ)
+def proposal_reviewers(ctx: Context, proposal_id: int) -> list[dict]:
+    """Who reviews a proposal the caller may read (observation.proposal.read), as the caller
+    may be shown them (see `shown_reviewers`): PIs and the TAC see anonymous labels only.
+    Grades and comments are not part of this; they follow observation.review.read."""
+    proposal = get_proposal(ctx, proposal_id)
+    found = list(ctx.db.scalars(sa.select(Review).where(Review.proposal_id == proposal.id)
+                                .order_by(Review.id)))
+    shown = shown_reviewers(ctx, found)
+    return [{"reviewer": shown[r.id][0], "named": shown[r.id][1], "kind": r.kind,
+             "submitted": r.submitted_at is not None} for r in found]
+
+
 # ---- normalisation ---------------------------------------------------------------------------
 
 
 def normalised_grades(call: ObservationCall, reviews: list[Review]) -> dict[int, float]:
-    """The mean normalised science grade per proposal id (1 best), by the call's method:
+    """The mean normalised science grade per proposal id (1 best), by the call's method
+    (see `normalised_values`)."""
+    value = normalised_values(call, reviews)
+    per_proposal: dict[int, list[float]] = defaultdict(list)
+    for review in reviews:
+        if review.id in value:
+            per_proposal[review.proposal_id].append(value[review.id])
+    return {pid: round(statistics.fmean(v), 4) for pid, v in per_proposal.items()}
+
+
+def normalised_values(call: ObservationCall, reviews: list[Review]) -> dict[int, float]:
+    """Each graded science review's normalised grade (by review id), by the call's method:
     `none` (raw grades), `zscore` (each reviewer's grades standardised, then mapped back onto
     the pool's mean and spread, so thresholds stay on the grade scale) or `rank` (each
     reviewer's ranking spread evenly over the scale)."""
@@ -323,7 +393,4 @@ def normalised_grades(call: ObservationCall, reviews: list[Review]) -> dict[int,
                 value[r.id] = (low + high) / 2 if n == 1 else low + i * (high - low) / (n - 1)
     else:
         value = {r.id: float(r.grade) for r in graded}
-    per_proposal: dict[int, list[float]] = defaultdict(list)
-    for review in graded:
-        per_proposal[review.proposal_id].append(value[review.id])
-    return {pid: round(statistics.fmean(v), 4) for pid, v in per_proposal.items()}
+    return value

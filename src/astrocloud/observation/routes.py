@@ -20,6 +20,8 @@ programmes, calls, proposals, reviews, allocations and the observation log (its 
     POST  /api/v1/observation/proposals/<id>/invitations/accept?token=
     POST  /api/v1/observation/proposals/<id>/submit · /withdraw; GET …/versions
     GET   /api/v1/observation/proposals/<id>/feasibility      observable hours per target
+    GET   /api/v1/observation/proposals/<id>/pdf              the proposal as one PDF
+    GET   /api/v1/observation/proposals/<id>/reviewers        names or anonymous labels
     POST  /api/v1/observation/calls/<id>/appointments         reviewer pool and TAC
     GET   /api/v1/observation/reviews[?call_id=&proposal_id=]; POST assigns one by hand;
           POST …/reviews/auto-assign {call_id}; PATCH …/reviews/<id> grades; DELETE removes;
@@ -43,7 +45,15 @@ from astrocloud.core.service import Context
 from astrocloud.core.web.context import AuditedRoute, request_context
 from astrocloud.core.web.inputs import StrictModel
 from astrocloud.core.web.routing import MAX_ID, Id, uses
-from astrocloud.observation import allocations, calls, observing, proposals, reviews, services
+from astrocloud.observation import (
+    allocations,
+    calls,
+    document,
+    observing,
+    proposals,
+    reviews,
+    services,
+)
 from astrocloud.observation.allocations import AllocationOps
 from astrocloud.observation.calls import CallOps
 from astrocloud.observation.observing import ObservingOps
@@ -309,6 +319,20 @@ def get_justification(proposal_id: Id, ctx: Ctx):
         "Content-Disposition": f'inline; filename="proposal-{proposal_id}.pdf"'})
 
 
+@api.get("/proposals/{proposal_id}/pdf", openapi_extra=uses(ProposalOps.READ),
+         summary="The proposal as one PDF, its justification appended")
+def get_proposal_pdf(proposal_id: Id, ctx: Ctx):
+    filename, content = document.proposal_pdf(ctx, proposal_id)
+    return Response(content, media_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="{filename}"'})
+
+
+@api.get("/proposals/{proposal_id}/reviewers", openapi_extra=uses(ProposalOps.READ),
+         summary="Who reviews a proposal: names or anonymous labels, as one may see them")
+def get_reviewers(proposal_id: Id, ctx: Ctx):
+    return {"items": reviews.proposal_reviewers(ctx, proposal_id)}
+
+
 @api.post("/proposals/{proposal_id}/invitations", status_code=201,
           openapi_extra=uses(ProposalOps.UPDATE), summary="Invite a co-investigator by e-mail")
 def post_invitation(proposal_id: Id, body: Invitation, ctx: Ctx):
@@ -369,15 +393,12 @@ def post_appointment(call_id: Id, body: Appointment, ctx: Ctx):
     return {"role": body.role, "members": [u.username for u in members]}
 
 
-def review_out(ctx: Context, r, names: dict[int, str]) -> dict[str, Any]:
-    # Reviewers are named only to those who assign them and to themselves: PIs never see
-    # them, and other reviewers or TAC members see an anonymous label.
-    shown = r.reviewer_id == ctx.subject.id or ctx.can(ReviewOps.ASSIGN, r.call)
+def review_out(r, shown: dict[int, tuple[str, bool]]) -> dict[str, Any]:
+    # `shown` (reviews.shown_reviewers) names a reviewer or gives an anonymous label.
     return {"id": r.id, "proposal_id": r.proposal_id, "call_id": r.call_id, "kind": r.kind,
-            "reviewer": names.get(r.reviewer_id) if shown else f"Reviewer {r.id}",
-            "grade": r.grade, "feasible": r.feasible, "comment": r.comment,
-            "assigned_by": r.assigned_by, "submitted_at": r.submitted_at,
-            "review_deadline": r.call.review_deadline}
+            "reviewer": shown[r.id][0], "grade": r.grade, "feasible": r.feasible,
+            "comment": r.comment, "assigned_by": r.assigned_by,
+            "submitted_at": r.submitted_at, "review_deadline": r.call.review_deadline}
 
 
 class ReviewAssign(StrictModel):
@@ -404,21 +425,21 @@ class ConflictDeclaration(StrictModel):
 @api.get("/reviews", openapi_extra=uses(ReviewOps.READ), summary="The reviews one may see")
 def get_reviews(ctx: Ctx, call_id: QueryId = None, proposal_id: QueryId = None):
     found = reviews.list_reviews(ctx, call_id=call_id, proposal_id=proposal_id)
-    names = proposals.usernames(ctx, [r.reviewer_id for r in found])
-    return {"items": [review_out(ctx, r, names) for r in found]}
+    shown = reviews.shown_reviewers(ctx, found)
+    return {"items": [review_out(r, shown) for r in found]}
 
 
 @api.get("/reviews/{review_id}", openapi_extra=uses(ReviewOps.READ), summary="One review")
 def get_one_review(review_id: Id, ctx: Ctx):
     review = reviews.get_review(ctx, review_id)
-    return review_out(ctx, review, proposals.usernames(ctx, [review.reviewer_id]))
+    return review_out(review, reviews.shown_reviewers(ctx, [review]))
 
 
 @api.post("/reviews", status_code=201, openapi_extra=uses(ReviewOps.ASSIGN),
           summary="Assign a review by hand (science or technical)")
 def post_review(body: ReviewAssign, ctx: Ctx):
     review = reviews.assign(ctx, body.proposal_id, username=body.username, kind=body.kind)
-    return review_out(ctx, review, proposals.usernames(ctx, [review.reviewer_id]))
+    return review_out(review, reviews.shown_reviewers(ctx, [review]))
 
 
 @api.post("/reviews/auto-assign", openapi_extra=uses(ReviewOps.ASSIGN),
@@ -439,7 +460,7 @@ def delete_review(review_id: Id, ctx: Ctx):
 def patch_review(review_id: Id, body: Grade, ctx: Ctx):
     review = reviews.grade(ctx, review_id, grade=body.grade, feasible=body.feasible,
                            comment=body.comment)
-    return review_out(ctx, review, proposals.usernames(ctx, [review.reviewer_id]))
+    return review_out(review, reviews.shown_reviewers(ctx, [review]))
 
 
 @api.post("/reviews/conflicts", status_code=201, openapi_extra=uses(ReviewOps.DECLARE),
