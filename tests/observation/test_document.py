@@ -102,6 +102,10 @@ def test_a_chinese_title_and_target_are_drawn(users, open_call):
     text = reader.pages[0].extract_text()
     assert "银河系疏散星团中的蓝离散星" in text and "猎户座大星云" in text
     assert "(M 67)" in text
+    chinese = pi.get(f"/api/v1/observation/proposals/{pid}/pdf", params={"lang": "zh-CN"},
+                     timeout=SLOW)
+    labels = PdfReader(io.BytesIO(chinese.content)).pages[0].extract_text()
+    assert "项目负责人" in labels and "摘要" in labels  # the labels follow the language
 
 
 def test_who_may_not_read_the_proposal_gets_no_pdf(users, open_call, client):
