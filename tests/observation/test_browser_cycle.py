@@ -24,7 +24,9 @@ pytestmark = pytest.mark.browser
 
 def actor(browser, live_server: str, username: str):
     context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
+    # generous: the first view of a proposal computes its feasibility (astroplan), which takes
+    # well over 15 s on a loaded two-core machine
+    context.set_default_timeout(60_000)
     page = context.new_page()
     page.goto(f"{live_server}/login?next=/observation")
     page.fill("#username", username)
