@@ -120,7 +120,8 @@ def _fetch_columnar(session: Session, stmt: sa.Select, names: list[str], kinds: 
             check(seen)
             batches.append(batch)
         cursor.close()
-    except adbc_driver_manager.Error as exc:
+    except (adbc_driver_manager.Error, pa.ArrowException, OSError) as exc:
+        # (a driver error while batches are read comes as an Arrow one)
         log.info("cross-match: the columnar fetch gave way to the ordinary one (%s)", exc)
         return None
     finally:
