@@ -8,8 +8,8 @@ through the catalogs' own services. The result of an asynchronous match is read 
 `data.crossmatch.result`, whose rule lets only the job's owner see it.
 
 Engines (see `engines`): in memory for uploads and for catalogs of up to `MEMORY_ROWS` rows
-(read from the database in chunks: the left whole, the right only around the left's
-positions when its spatial index allows); in the database for larger catalog × catalog
+(read from the database as Arrow columns, see `fetch`: the left whole, the right only around
+the left's positions when its spatial index allows); in the database for larger catalog × catalog
 matches (q3c_join between q3c catalogs on PostgreSQL, a HEALPix pixel-and-neighbours join
 otherwise), streamed in chunks. Small inputs are answered at once; large ones become a job
 (`data.xmatch.run`) whose result is written as a file to the data-access layer.
