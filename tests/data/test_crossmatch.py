@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from playwright.sync_api import expect
 from astrocloud.core.errors import NotFound
 from astrocloud.core.identity import services as identity
 from astrocloud.data.catalogs import services as catalogs
-from astrocloud.data.xmatch import engines, services
+from astrocloud.data.xmatch import engines, fetch, services
 from tests.data import test_catalogs as shared
 from tests.data.test_catalogs import columns_for, sky, write_parquet
 
@@ -147,6 +149,93 @@ def test_the_limit_cuts_the_result_and_says_so(system, skies):
     result = services.crossmatch(system, left="left_sky", right="right_sky",
                                  radius_arcsec=RADIUS, mode="all", limit=10)
     assert result.rows == 10 and result.truncated
+
+
+def test_equal_distances_go_to_the_lowest_right_index():
+    ra1, dec1 = np.array([10.0, 20.0]), np.array([0.0, 5.0])
+    # right rows 1 and 3 are the same position, as are 0 and 2
+    ra2, dec2 = np.array([20.0, 10.0, 20.0, 10.0]), np.array([5.0, 0.0001, 5.0, 0.0001])
+    best = engines.match_arrays(ra1, dec1, ra2, dec2, 5.0, "best")
+    assert list(best.left) == [0, 1] and list(best.right) == [1, 0]
+    every = engines.match_arrays(ra1, dec1, ra2, dec2, 5.0, "all")
+    assert list(every.left) == [0, 0, 1, 1] and list(every.right) == [1, 3, 0, 2]
+
+
+def columnar_fetches(caplog) -> int:
+    return sum("columnar fetch of" in r.getMessage() for r in caplog.records)
+
+
+def test_rows_read_in_columns_give_the_same_table(system, skies, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG, logger="astrocloud.xmatch")
+    ask = {"left": "left_sky", "right": "right_sky", "radius_arcsec": RADIUS, "mode": "all",
+           "engine": "memory"}
+    ordinary = services.crossmatch(system, **ask)  # small catalogs: the session's cursor
+    assert columnar_fetches(caplog) == 0
+    monkeypatch.setattr(fetch, "COLUMNAR_MIN_ROWS", 1)
+    columnar = services.crossmatch(system, **ask)
+    assert columnar_fetches(caplog) == 2
+    assert columnar.table.schema == ordinary.table.schema
+    assert columnar.table.equals(ordinary.table)
+    assert columnar.rows > 500
+
+
+def test_a_column_null_at_first_is_read_whole_either_way(system, tmp_path, monkeypatch,
+                                                         caplog, database):
+    caplog.set_level(logging.DEBUG, logger="astrocloud.xmatch")
+    ra, dec = sky(300, seed=41)
+    cols = columns_for(ra, dec, seed=4)
+    cols["parallax"] = [None] * 40 + [float(x) for x in np.linspace(0.1, 9, len(ra) - 40)]
+    catalogs.import_catalog(system, write_parquet(tmp_path / "n.parquet", cols), name="nully",
+                            index="healpix")
+    ask = {"left": "nully", "right": "nully", "radius_arcsec": 1.0, "engine": "memory"}
+    ordinary = services.crossmatch(system, **ask)
+    monkeypatch.setattr(fetch, "COLUMNAR_MIN_ROWS", 1)
+    monkeypatch.setattr(fetch, "COLUMNAR_BATCH_ROWS", 16)
+    columnar = services.crossmatch(system, **ask)
+    assert columnar.table.equals(ordinary.table)
+    parallax = columnar.table.column("parallax").to_pylist()
+    assert parallax[:40] == [None] * 40 and parallax[-1] == pytest.approx(9.0)
+    # SQLite's driver types a column by its first batch: the ordinary cursor reads instead
+    expected = 0 if database.dialect == "sqlite" else 2
+    assert columnar_fetches(caplog) == expected
+
+
+def votlint_errors(tmp_path, content: bytes) -> list[str]:
+    path = tmp_path / "crossmatch.vot"
+    path.write_bytes(content)
+    done = subprocess.run(["stilts", "votlint", f"votable={path}"], capture_output=True,
+                          text=True, timeout=300)
+    return [line for line in (done.stdout + done.stderr).splitlines() if "ERROR" in line]
+
+
+def test_the_votable_answer_is_clean_under_votlint(client, skies, tmp_path):
+    from astropy.io.votable import parse
+
+    whole = client.post(URL, json={"left": "left_sky", "right": "right_sky",
+                                   "radius": RADIUS, "mode": "all"})
+    cut = client.post(URL, json={"left": "left_sky", "right": "right_sky", "radius": RADIUS,
+                                 "mode": "all", "limit": 5})
+    empty = client.post(URL, data={"right": "right_sky", "radius": "1"},
+                        files={"file": ("far.csv", b"ra,dec\n100.0,10.0\n", "text/csv")})
+    for response, rows, status in ((whole, None, "OK"), (cut, 5, "OVERFLOW"),
+                                   (empty, 0, "OK")):
+        assert response.status_code == 200, response.text
+        assert votlint_errors(tmp_path, response.content) == []
+        votable = parse(io.BytesIO(response.content))
+        table = votable.get_first_table()
+        if rows is not None:
+            assert len(table.array) == rows
+        statuses = [i.value for i in votable.resources[0].infos if i.name == "QUERY_STATUS"]
+        assert statuses[-1] == status
+    table = parse(io.BytesIO(whole.content)).get_first_table()
+    fields = {f.name: f for f in table.fields}
+    assert fields["separation"].unit == "arcsec"
+    assert fields["separation"].ucd == "pos.angDistance"
+    assert fields["gmag"].datatype == "float" and fields["good"].datatype == "boolean"
+    assert fields["right_sky_ra"].ucd == "pos.eq.ra"  # only the left position is the main one
+    assert "right_sky" in table.description
+    assert len(table.array) == len(pairs_of(brute_force(
+        skies["ra1"], skies["dec1"], skies["ra2"], skies["dec2"], RADIUS), RADIUS, "all"))
 
 
 # ---- over HTTP --------------------------------------------------------------------------------

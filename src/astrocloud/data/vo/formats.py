@@ -334,7 +334,7 @@ def _attrs(**attrs: str | None) -> str:
 
 
 def _votable_head(plans: list[_Plan], status: str, infos: Mapping[str, str] | None,
-                  table_name: str, serialization: str) -> bytes:
+                  table_name: str, serialization: str, description: str | None = None) -> bytes:
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3" '
              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
@@ -344,6 +344,8 @@ def _votable_head(plans: list[_Plan], status: str, infos: Mapping[str, str] | No
              f'<INFO{_attrs(name="QUERY_STATUS", value="OK")}/>']
     lines += [f"<INFO{_attrs(name=str(k), value=str(v))}/>" for k, v in (infos or {}).items()]
     lines.append(f"<TABLE{_attrs(name=table_name)}>")
+    if description:
+        lines.append(f"<DESCRIPTION>{_xml_text(description)}</DESCRIPTION>")
     ids = field_ids([p.column for p in plans])
     for plan, ident in zip(plans, ids, strict=True):
         c = plan.column
@@ -852,15 +854,16 @@ def _fits_document(plans: list[_Plan], batches: Iterable[Sequence[Sequence[Any]]
 
 def stream(fmt: Format, columns: Sequence[Column], batches: Iterable[Sequence[Sequence[Any]]],
            *, status: str | Callable[[], str] = "OK", infos: Mapping[str, str] | None = None,
-           table_name: str = "results",
+           table_name: str = "results", table_description: str | None = None,
            extra_resources: Sequence[bytes] = ()) -> Iterator[bytes]:
     """The result table in `fmt`, as chunks of bytes while the batches of rows arrive.
 
     `status` is the query's final status (OK, or OVERFLOW when the rows were cut at a limit:
     VOTable then carries a second QUERY_STATUS INFO after the TABLE, JSON a "status"), or a
     function giving it once the last batch has been read; `infos`
-    more INFO elements of the results RESOURCE; `extra_resources` RESOURCE elements (XML text)
-    appended to a VOTable, e.g. DataLink service descriptors."""
+    more INFO elements of the results RESOURCE; `table_description` the VOTable TABLE's
+    DESCRIPTION; `extra_resources` RESOURCE elements (XML text) appended to a VOTable, e.g.
+    DataLink service descriptors."""
     plans = [_plan(c) for c in columns]
     if fmt.name != "votable":  # only BINARY2 encodes Arrow columns as they are
         batches = (_arrow_rows(b) if _is_arrow(b) else b for b in batches)
@@ -871,7 +874,8 @@ def stream(fmt: Format, columns: Sequence[Column], batches: Iterable[Sequence[Se
     if fmt.name in ("csv", "tsv"):
         return _text_stream(fmt, plans, batches)
     if fmt.name in ("votable", "votable-td"):
-        return _votable_stream(fmt, plans, batches, status, infos, table_name, extra_resources)
+        return _votable_stream(fmt, plans, batches, status, infos, table_name, extra_resources,
+                               table_description)
     raise ValueError(f"unknown format {fmt.name!r}")
 
 
@@ -895,12 +899,13 @@ def _text_stream(fmt: Format, plans: list[_Plan], batches) -> Iterator[bytes]:
 
 
 def _votable_stream(fmt, plans, batches, status, infos, table_name,
-                    extra_resources) -> Iterator[bytes]:
+                    extra_resources, description=None) -> Iterator[bytes]:
     binary = fmt.name == "votable"
     iterator = iter(batches)
     first = next((b for b in iterator if len(b)), None)
     _promote(plans, first)
-    yield _votable_head(plans, status, infos, table_name, "binary2" if binary else "tabledata")
+    yield _votable_head(plans, status, infos, table_name, "binary2" if binary else "tabledata",
+                        description)
     pending = [] if first is None else chain([first], iterator)
     if binary:
         base64 = _Base64Lines()

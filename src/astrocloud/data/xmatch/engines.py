@@ -38,7 +38,7 @@ EDGE = 1e-6  # degrees added to every search window against rounding in the keys
 @dataclass
 class Pairs:
     """Matched pairs: indices into the left and right inputs and the separation (arcsec),
-    ordered by left index, then by separation."""
+    ordered by left index, then by separation, then by right index."""
 
     left: np.ndarray
     right: np.ndarray
@@ -67,7 +67,8 @@ class _Zones:
         self.height = height
         zone = np.floor((dec + 90.0) / height)
         keys = zone * ZONE_WIDTH + ra
-        self.order = np.argsort(keys, kind="stable")
+        # not a stable sort (three times slower): ties are broken by the right index later
+        self.order = np.argsort(keys)
         self.keys = keys[self.order]
         self.ra = np.radians(ra[self.order])
         self.dec = np.radians(dec[self.order])
@@ -81,8 +82,13 @@ class _Zones:
     def windows(self, ra: np.ndarray, dec: np.ndarray, radius: float
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(first, stop) indices into the sorted positions of each left position's candidate
-        windows: three zones × (the main RA window, and its wrapped parts across RA = 0)."""
+        windows: its own zone and those beside it × (the main RA window, and its wrapped parts
+        across RA = 0). The zone below (above) is searched only for the positions within the
+        radius of its edge: with zones taller than the radius, a share of the binary searches
+        is saved."""
         zone = np.floor((dec + 90.0) / self.height)
+        into = dec + 90.0 - zone * self.height  # how far into its zone
+        beside = {-1.0: into < radius + EDGE, 1.0: self.height - into < radius + EDGE}
         polar = np.abs(dec) + radius >= 89.999
         with np.errstate(invalid="ignore", divide="ignore"):
             half = np.degrees(np.arcsin(np.minimum(
@@ -98,16 +104,27 @@ class _Zones:
         out = []
         for dz in (-1.0, 0.0, 1.0):
             base = (zone + dz) * ZONE_WIDTH
-            out.append(self._search(base + main[0], base + main[1]))
+            if dz == 0.0:
+                out.append(self._search(base + main[0], base + main[1]))
+            else:
+                out.append(self._subset(np.flatnonzero(beside[dz]), base, main[0], main[1]))
             for rows, a, b in ((wrap_low, low + 360.0, 360.0), (wrap_high, 0.0, high - 360.0)):
+                if dz != 0.0:
+                    rows = rows[beside[dz][rows]]
                 if len(rows):
-                    first = np.zeros(len(ra), dtype=np.int64)
-                    stop = np.zeros(len(ra), dtype=np.int64)
-                    a = a[rows] if isinstance(a, np.ndarray) else a
-                    b = b[rows] if isinstance(b, np.ndarray) else b
-                    first[rows], stop[rows] = self._search(base[rows] + a, base[rows] + b)
-                    out.append((first, stop))
+                    out.append(self._subset(rows, base, a, b))
         return out
+
+    def _subset(self, rows: np.ndarray, base: np.ndarray, low, high
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """`_search` for the left positions `rows` only (empty windows for the others)."""
+        n = len(base)
+        first = np.zeros(n, dtype=np.int64)
+        stop = np.zeros(n, dtype=np.int64)
+        low = low[rows] if isinstance(low, np.ndarray) else low
+        high = high[rows] if isinstance(high, np.ndarray) else high
+        first[rows], stop[rows] = self._search(base[rows] + low, base[rows] + high)
+        return first, stop
 
 
 def _batches(counts: np.ndarray, budget: int) -> Iterator[tuple[int, int]]:
@@ -123,6 +140,61 @@ def _batches(counts: np.ndarray, budget: int) -> Iterator[tuple[int, int]]:
         stop = max(stop, start + 1)
         yield start, min(stop, n)
         start = stop
+
+
+def _group_starts(keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of `keys` (grouped: equal values side by side) starts."""
+    change = np.empty(len(keys), dtype=bool)
+    change[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def _sizes(starts: np.ndarray, n: int) -> np.ndarray:
+    return np.diff(np.append(starts, n))
+
+
+def _along_left(li: np.ndarray, rj: np.ndarray, hav: np.ndarray, mode: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs grouped by left row, nearest first ("all"), or only the nearest of each left row
+    ("best"); equal distances go by right index. The pairs come as a few runs ascending in
+    `li`, one per search window: a stable sort merges them at little cost (a lexsort of all
+    the pairs by row and distance took most of the match's time); only rows with several
+    pairs are then ordered by distance."""
+    order = np.argsort(li, kind="stable")
+    li, rj, hav = li[order], rj[order], hav[order]
+    starts = _group_starts(li)
+    if len(starts) == len(li):  # one pair per row: nothing to choose or order
+        return li, rj, hav
+    sizes = _sizes(starts, len(li))
+    if mode == "best":
+        nearest = np.flatnonzero(hav == np.repeat(np.minimum.reduceat(hav, starts), sizes))
+        li, rj, hav = li[nearest], rj[nearest], hav[nearest]
+        starts = _group_starts(li)
+        if len(starts) < len(li):  # the same least distance twice in a row
+            rj = np.minimum.reduceat(rj, starts)
+            return li[starts], rj, hav[starts]
+        return li, rj, hav
+    shared = np.flatnonzero(np.repeat(sizes > 1, sizes))
+    pick = np.arange(len(li))
+    pick[shared] = shared[np.lexsort((rj[shared], hav[shared], li[shared]))]
+    return li[pick], rj[pick], hav[pick]
+
+
+def _in_input_order(rows: np.ndarray, left_order: np.ndarray) -> np.ndarray:
+    """Indices putting pairs grouped by `rows` (indices into the sorted left positions,
+    ascending) in the order of the left input, each row's pairs kept in their order: the
+    groups are placed by their input index (a scatter, not a sort)."""
+    starts = _group_starts(rows)
+    sizes = _sizes(starts, len(rows))
+    slot = np.full(len(left_order), -1, dtype=np.int64)
+    slot[left_order[rows[starts]]] = np.arange(len(starts))
+    groups = slot[slot >= 0]
+    if len(starts) == len(rows):
+        return starts[groups]
+    sizes = sizes[groups]
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(starts[groups], sizes) + within
 
 
 def match_arrays(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.ndarray,
@@ -141,8 +213,7 @@ def match_arrays(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.nd
     zones = _Zones(ra2, dec2, max(radius, MIN_ZONE_DEG))
     # The left positions are searched in the right ones' own order: binary searches for
     # sorted needles stay in the cache (several times faster than in input order).
-    left_order = np.argsort(np.floor((dec1 + 90.0) / zones.height) * ZONE_WIDTH + ra1,
-                            kind="stable")
+    left_order = np.argsort(np.floor((dec1 + 90.0) / zones.height) * ZONE_WIDTH + ra1)
     ra1, dec1 = ra1[left_order], dec1[left_order]
     windows = zones.windows(ra1, dec1, radius)
     counts = np.zeros(len(ra1), dtype=np.int64)
@@ -169,21 +240,16 @@ def match_arrays(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.nd
         li, rj = np.concatenate(left_parts), np.concatenate(right_parts)
         hav = _haversine(lra[li], ldec[li], lcos[li], zones.ra[rj], zones.dec[rj], zones.cos[rj])
         keep = hav <= threshold
-        li, rj, hav = left_order[li[keep]], zones.order[rj[keep]], hav[keep]
-        if mode == "best" and len(li):
-            order = np.lexsort((hav, li))
-            li, rj, hav = li[order], rj[order], hav[order]
-            first_of_row = np.ones(len(li), dtype=bool)
-            first_of_row[1:] = li[1:] != li[:-1]
-            li, rj, hav = li[first_of_row], rj[first_of_row], hav[first_of_row]
+        li, rj, hav = _along_left(li[keep], zones.order[rj[keep]], hav[keep], mode)
         parts_l.append(li)
         parts_r.append(rj)
         parts_s.append(hav)
     if not parts_l:
         return empty
+    # batches are ranges of the sorted left rows, in order: their pairs join up grouped
     li, rj, hav = np.concatenate(parts_l), np.concatenate(parts_r), np.concatenate(parts_s)
-    order = np.lexsort((hav, li))  # along the left input, nearest first
-    pairs = Pairs(li[order], rj[order], separation_arcsec(hav[order]))
+    order = _in_input_order(li, left_order)
+    pairs = Pairs(left_order[li[order]], rj[order], separation_arcsec(hav[order]))
     if limit is not None and len(pairs) > limit:
         pairs = Pairs(pairs.left[:limit], pairs.right[:limit], pairs.separation[:limit], True)
     return pairs

@@ -8,8 +8,8 @@ through the catalogs' own services. The result of an asynchronous match is read 
 `data.crossmatch.result`, whose rule lets only the job's owner see it.
 
 Engines (see `engines`): in memory for uploads and for catalogs of up to `MEMORY_ROWS` rows
-(read from the database in chunks: the left whole, the right only around the left's
-positions when its spatial index allows); in the database for larger catalog × catalog
+(read from the database as Arrow columns, see `fetch`: the left whole, the right only around
+the left's positions when its spatial index allows); in the database for larger catalog × catalog
 matches (q3c_join between q3c catalogs on PostgreSQL, a HEALPix pixel-and-neighbours join
 otherwise), streamed in chunks. Small inputs are answered at once; large ones become a job
 (`data.xmatch.run`) whose result is written as a file to the data-access layer.
@@ -39,7 +39,7 @@ from astrocloud.data.catalogs import importer
 from astrocloud.data.catalogs import services as catalogs
 from astrocloud.data.catalogs.importer import HEALPIX_COLUMN
 from astrocloud.data.catalogs.models import Catalog
-from astrocloud.data.xmatch import engines, formats
+from astrocloud.data.xmatch import engines, fetch, formats
 
 MODES = ("best", "all")
 ENGINES = ("auto", "memory", "database")
@@ -52,7 +52,6 @@ SYNC_ROWS = 200_000  # inputs larger than this (left + right rows) run as a job
 DEFAULT_LIMIT = 100_000
 MAX_LIMIT = 10_000_000
 MAX_SYNC_LIMIT = 1_000_000
-FETCH_ROWS = 50_000  # rows fetched from the database at a time
 REGION_PIXELS = 256  # the area around the left positions is described by at most this many
 REGION_MAX_DEG2 = 100.0  # beyond this area, a catalog that fits in memory is read whole
 TASK = "data.xmatch.run"
@@ -208,26 +207,15 @@ def _positions(table: pa.Table, ra: str, dec: str) -> tuple[np.ndarray, np.ndarr
 
 
 def _fetch_table(ctx: Context, stmt: sa.Select, names: list[str], kinds: list[str],
-                 max_rows: int | None = None) -> pa.Table:
-    """The rows of `stmt` as an Arrow table, fetched `FETCH_ROWS` at a time."""
-    batches = []
-    seen = 0
-    result = ctx.db.execute(stmt.execution_options(yield_per=FETCH_ROWS))
-    for chunk in result.partitions():
-        seen += len(chunk)
-        if max_rows is not None and seen > max_rows:
-            result.close()
-            raise ValidationFailed(_("The match needs more than %(max)s rows of a catalog in "
-                                     "memory; choose a smaller radius or a smaller left "
-                                     "table."), field="right", max=max_rows)
-        columns = list(zip(*chunk, strict=True)) if chunk else [[] for _ in names]
-        batches.append(pa.record_batch(
-            [pa.array(list(values), type=importer.ARROW_TYPES[kind], from_pandas=True)
-             for values, kind in zip(columns, kinds, strict=True)], names=names))
-    if not batches:
-        return pa.table({n: pa.array([], type=importer.ARROW_TYPES[k])
-                         for n, k in zip(names, kinds, strict=True)})
-    return pa.Table.from_batches(batches)
+                 max_rows: int | None = None, expected_rows: int = 0) -> pa.Table:
+    """The rows of `stmt` as an Arrow table (see `fetch`)."""
+    try:
+        return fetch.fetch_table(ctx.db, stmt, names, kinds, max_rows=max_rows,
+                                 expected_rows=expected_rows)
+    except fetch.TooManyRows:
+        raise ValidationFailed(_("The match needs more than %(max)s rows of a catalog in "
+                                 "memory; choose a smaller radius or a smaller left "
+                                 "table."), field="right", max=max_rows) from None
 
 
 def _read_catalog(ctx: Context, catalog: Catalog, *, main: bool = True, around: Side | None = None,
@@ -247,7 +235,7 @@ def _read_catalog(ctx: Context, catalog: Catalog, *, main: bool = True, around: 
             raise ValidationFailed(_("The catalog %(name)s is too large to be matched with "
                                      "this table in memory."), field="right", name=catalog.name)
         max_rows = MEMORY_ROWS
-    data = _fetch_table(ctx, stmt, names, kinds, max_rows)
+    data = _fetch_table(ctx, stmt, names, kinds, max_rows, expected_rows=catalog.n_rows)
     ra, dec = _positions(data, catalog.ra_column, catalog.dec_column)
     return Side(catalog.name, _catalog_columns(catalog, main=main), data, ra, dec)
 
@@ -265,11 +253,16 @@ def _region(catalog: Catalog, table: sa.Table, around: Side, radius_arcsec: floa
     radius = radius_arcsec / 3600.0
     order = catalog.healpix_order or importer.HEALPIX_ORDER
     level = engines.healpix_level(radius, order)
-    pixels = np.unique(lonlat_to_healpix(around.ra * u.deg, around.dec * u.deg, 2 ** level,
-                                         order="nested"))
-    while len(pixels) * 9 > REGION_PIXELS and level > 0:
+    # Sorted once, the pixels stay sorted at every coarser level: distinct ones are counted
+    # by comparing neighbours (np.unique at each level costs a sort or a hash of them all).
+    pixels = np.sort(lonlat_to_healpix(around.ra * u.deg, around.dec * u.deg, 2 ** level,
+                                       order="nested"))
+    shift = 0
+    while level > 0 and \
+            (np.count_nonzero(np.diff(pixels >> shift)) + 1) * 9 > REGION_PIXELS:
         level -= 1
-        pixels = np.unique(pixels >> 2)
+        shift += 2
+    pixels = np.unique(pixels >> shift)  # few by now
     with np.errstate(invalid="ignore"):  # a corner pixel's missing neighbour is -1
         near = np.asarray(neighbours(pixels, 2 ** level, order="nested")).ravel()
     pixels = np.unique(np.concatenate([pixels, near[near >= 0]]))
@@ -443,7 +436,8 @@ def _match_in_database(ctx: Context, left: Catalog, right: Catalog, radius_arcse
     try:
         names = [c.name for c in columns]
         kinds = [c.datatype for c in columns]
-        data = _fetch_table(ctx, stmt.limit(limit + 1), names, kinds)
+        data = _fetch_table(ctx, stmt.limit(limit + 1), names, kinds)  # the session's
+        # connection: the temporary table lives there
     finally:
         for thing in temporary:
             thing.drop()
