@@ -140,16 +140,16 @@ def _pre_ping_when_idle(engine: Engine, idle_seconds: float = PRE_PING_IDLE_SECO
             raise exc_module.DisconnectionError(str(exc)) from exc
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, idle_ping_seconds: float = PRE_PING_IDLE_SECONDS) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _configure_sqlite(engine)
-        return engine
-    engine = create_engine(url, pool_size=10, max_overflow=20)
-    _pre_ping_when_idle(engine)
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=20)
+    _pre_ping_when_idle(engine, idle_ping_seconds)
     return engine
 
 

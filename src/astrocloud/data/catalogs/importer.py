@@ -50,6 +50,11 @@ CHUNK_ROWS = 100_000
 CSV_BLOCK_BYTES = 8 << 20  # types are inferred from the first block: make it a big one
 MAX_COLUMN_NAME = 60
 MAX_COLUMNS = 1000
+#: q3c: cones up to this radius (degrees) are searched with q3c_join(ra0, dec0, ra, dec, r),
+#: larger ones with q3c_radial_query. Both use the q3c index and find the same rows, but
+#: q3c_radial_query's hundred index ranges take PostgreSQL 3-5 ms to plan, q3c_join's four a
+#: tenth of that; beyond a degree its coarser ranges read too many rows (docs/performance.md).
+Q3C_JOIN_MAX_RADIUS = 1.0
 HEALPIX_ORDER = 12  # 0.86 arcmin pixels: tight enough for arcsecond cones, cheap for degrees
 HEALPIX_COLUMN = "_healpix"
 

@@ -94,12 +94,13 @@ def check_name(name: str) -> str:
     return name
 
 
-def catalog_table(catalog: Catalog) -> sa.Table:
+def catalog_table(catalog: Catalog, columns=None) -> sa.Table:
     """The SQLAlchemy table holding a catalog's rows, from its metadata as read now. The same
     metadata gives the same Table object: SQLAlchemy keys its cache of compiled statements on
     the Table's identity, so a fresh Table per request would compile every cone anew (about
     5 ms); a changed or re-imported catalog has other metadata, hence another Table."""
-    return _table_for(catalog.table_name, tuple((c.name, c.datatype) for c in catalog.columns),
+    columns = catalog.columns if columns is None else columns
+    return _table_for(catalog.table_name, tuple((c.name, c.datatype) for c in columns),
                       catalog.index_kind == "healpix")
 
 
@@ -172,6 +173,15 @@ def list_catalogs(ctx: Context) -> list[Catalog]:
 
 
 @operation(CatalogOps.READ)
+def find_catalog(ctx: Context, name: str) -> Catalog | None:
+    """The catalog called `name` if it exists and the caller may see it, else None, without
+    its columns (data.catalog.read). For resolving names (TAP): not finding one is no error."""
+    if not isinstance(name, str) or not NAME.match(name):
+        return None
+    return ctx.db.scalar(ctx.visible(sa.select(Catalog).where(Catalog.name == name)))
+
+
+@operation(CatalogOps.READ)
 def get_catalog(ctx: Context, name: str) -> Catalog:
     """One catalog with its columns, if the caller may see it (data.catalog.read)."""
     return _visible(ctx, name)
@@ -201,10 +211,6 @@ def _check_cone(ctx: Context, ra: float, dec: float, radius: float, limit: int) 
             ctx.language, "The limit must be between 1 and %(max)s.", max=MAX_CONE_LIMIT)})
     if problems:
         raise ValidationFailed(problems)
-
-
-#: cones up to this radius (degrees) use q3c_join on PostgreSQL, larger ones q3c_radial_query
-Q3C_JOIN_MAX_RADIUS = 1.0
 
 
 @dataclass(frozen=True)
@@ -300,7 +306,8 @@ def _cone_query(catalog: Catalog, columns: tuple, ra: float, dec: float, radius:
     names = tuple(c.name for c in columns)
     values: dict[str, Any] = {"ra": ra, "dec": dec}
     if catalog.index_kind == "q3c":
-        kind, slots = ("q3c_join" if radius <= Q3C_JOIN_MAX_RADIUS else "q3c_radial"), 0
+        small = radius <= importer.Q3C_JOIN_MAX_RADIUS
+        kind, slots = ("q3c_join" if small else "q3c_radial"), 0
         values["radius"] = radius
     else:
         ranges = importer.healpix_ranges(ra, dec, radius,
