@@ -4,8 +4,10 @@ search one by position (a cone), grant a proprietary one to groups, delete one.
 Who may do what is decided by the security framework (data/catalogs/policy.toml): a public
 catalog is seen by everyone; a proprietary one, until its date passes, by its owner, the groups
 it is granted to, operators and admins; importing and deleting are for operators and admins.
-Everything is read from the database on each call (no cached metadata), so a catalog can be
-searched, in every process, the moment its import commits.
+A catalog and who may see it are read from the database on each call, so a catalog can be
+searched, in every process, the moment its import commits, and a grant or a passing date
+takes effect at once; only a catalog's columns, which never change after its import, are kept
+(per catalog id and timestamps), with the cone statements built from them.
 
 These functions are what TAP_SCHEMA and the VO cone search build on: `get_catalog` gives a
 catalog's metadata and columns (name, datatype, unit, UCD, description, indexed), `cone` runs
