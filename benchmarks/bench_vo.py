@@ -27,6 +27,7 @@ radians(dec))` is added to the same table, and cones of 1′ and 0.5° are timed
 
 Usage:  python benchmarks/bench_vo.py [--rows 10000000] [--postgres postgresql+psycopg://...]
                                       [--skip-sqlite] [--requests 300] [--duration 10]
+                                      [--cones-only | --streams-only] [--keep]
 Prints Markdown tables for docs/performance.md.
 """
 
@@ -424,6 +425,8 @@ def measure(backend: str, env: dict, url: str, args) -> list[tuple]:
         rows.append(("baseline: `GET /api/health`, sequential", health, None))
         if not args.streams_only:
             rows += cones(base, url, args)
+        if args.cones_only:
+            return rows
         fetch = driver_fetch(url)
         rows.append(("baseline: driver fetch of 1,000,000 rows", fetch, None))
         for label, fmt in (("VOTable BINARY2", "votable"), ("CSV", "csv")):
@@ -493,6 +496,8 @@ def main() -> None:
                         "concurrent measurement")
     parser.add_argument("--streams-only", action="store_true", help="skip the cones (and "
                         "q3c against pgsphere): only TAP streaming and its driver baseline")
+    parser.add_argument("--cones-only", action="store_true", help="skip TAP streaming (and "
+                        "q3c against pgsphere): only the cones and their baselines")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and database")
     args = parser.parse_args()
 
@@ -520,7 +525,7 @@ def main() -> None:
             rows = measure(backend, env, url, args)
             print_table(f"{backend} ({index} index), {args.rows:,} rows", rows,
                         rows[0][1])
-            if backend == "postgresql" and not args.streams_only:
+            if backend == "postgresql" and not (args.streams_only or args.cones_only):
                 build, results = q3c_vs_pgsphere(url, args.requests, 7)
                 print(f"\nq3c against pgsphere on the same table (pgsphere GiST index built in "
                       f"{build:.0f} s); SQL through the driver, {args.requests} random centres"

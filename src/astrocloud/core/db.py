@@ -7,10 +7,12 @@ workers can write at the same time; PostgreSQL uses SQLAlchemy's normal connecti
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import exc as exc_module
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -103,15 +105,52 @@ def _add_math_functions(connection) -> None:
                                    deterministic=True)
 
 
-def make_engine(url: str) -> Engine:
+#: a pooled connection idle for longer than this is pinged before it is handed out again
+PRE_PING_IDLE_SECONDS = 2.0
+
+
+def _pre_ping_when_idle(engine: Engine, idle_seconds: float = PRE_PING_IDLE_SECONDS) -> None:
+    """Ping a pooled connection before reuse only when it has been idle for `idle_seconds`.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout: one more round trip per unit of work
+    (a cone search has three). A connection used a moment ago is alive; one that sat in the pool
+    may have been cut by a server restart, so it is pinged, and a dead one is replaced
+    (`DisconnectionError` makes the pool discard it and check out another). A connection that
+    dies while in use is invalidated by SQLAlchemy as usual and never returns to the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        if record is not None:
+            record.info["astrocloud_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        since = record.info.get("astrocloud_idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            if not getattr(dbapi_connection, "autocommit", True):
+                dbapi_connection.rollback()  # end the ping's own transaction
+        except Exception as exc:  # noqa: BLE001 - any driver error: the connection is gone
+            raise exc_module.DisconnectionError(str(exc)) from exc
+
+
+def make_engine(url: str, idle_ping_seconds: float = PRE_PING_IDLE_SECONDS) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _configure_sqlite(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=20)
+    _pre_ping_when_idle(engine, idle_ping_seconds)
+    return engine
 
 
 class Database:

@@ -113,26 +113,38 @@ def compiled_rule(source: str, resource_type: str | None, kind: str) -> Rule:
     return parse_rule(source, resource_type, for_sql=(kind == QUERY))
 
 
-def grants_for(db: Session, subject: Subject, op: Operation) -> list[Grant]:
-    patterns = operation_patterns(op.name)
+@lru_cache(maxsize=2)
+def _grants_statement(signed_in: bool) -> sa.Select | sa.CompoundSelect:
+    """The grants query, built once with bound parameters (the operation's patterns, the
+    user's id): building it per call cost more than running it."""
+    patterns = sa.bindparam("patterns", expanding=True)
     public = (
         sa.select(Permission.id, Permission.operation, Permission.rule, Role.name,
                   sa.literal("").label("scope_type"), sa.literal(0).label("scope_id"))
         .join(Role, Role.id == Permission.role_id)
         .where(Role.name == PUBLIC_ROLE, Permission.operation.in_(patterns))
     )
-    stmt = public
+    if not signed_in:
+        return public
+    assigned = (
+        sa.select(Permission.id, Permission.operation, Permission.rule, Role.name,
+                  RoleAssignment.scope_type, RoleAssignment.scope_id)
+        .join(Role, Role.id == Permission.role_id)
+        .join(RoleAssignment, RoleAssignment.role_id == Role.id)
+        .where(RoleAssignment.user_id == sa.bindparam("user_id"),
+               Permission.operation.in_(patterns))
+    )
+    return sa.union_all(public, assigned)
+
+
+def grants_for(db: Session, subject: Subject, op: Operation) -> list[Grant]:
+    patterns = operation_patterns(op.name)
+    params: dict = {"patterns": patterns}
     if subject.id is not None:
-        assigned = (
-            sa.select(Permission.id, Permission.operation, Permission.rule, Role.name,
-                      RoleAssignment.scope_type, RoleAssignment.scope_id)
-            .join(Role, Role.id == Permission.role_id)
-            .join(RoleAssignment, RoleAssignment.role_id == Role.id)
-            .where(RoleAssignment.user_id == subject.id, Permission.operation.in_(patterns))
-        )
-        stmt = sa.union_all(public, assigned)
+        params["user_id"] = subject.id
+    stmt = _grants_statement(subject.id is not None)
     grants = []
-    for pid, pattern, source, role, scope_type, scope_id in db.execute(stmt):
+    for pid, pattern, source, role, scope_type, scope_id in db.execute(stmt, params):
         try:
             rule = compiled_rule(source, op.resource, op.kind)
         except RuleError:

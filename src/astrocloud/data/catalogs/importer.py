@@ -20,6 +20,7 @@ used, otherwise an integer nested-HEALPix column with a B-tree index.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import unicodedata
@@ -49,6 +50,11 @@ CHUNK_ROWS = 100_000
 CSV_BLOCK_BYTES = 8 << 20  # types are inferred from the first block: make it a big one
 MAX_COLUMN_NAME = 60
 MAX_COLUMNS = 1000
+#: q3c: cones up to this radius (degrees) are searched with q3c_join(ra0, dec0, ra, dec, r),
+#: larger ones with q3c_radial_query. Both use the q3c index and find the same rows, but
+#: q3c_radial_query's hundred index ranges take PostgreSQL 3-5 ms to plan, q3c_join's four a
+#: tenth of that; beyond a degree its coarser ranges read too many rows (docs/performance.md).
+Q3C_JOIN_MAX_RADIUS = 1.0
 HEALPIX_ORDER = 12  # 0.86 arcmin pixels: tight enough for arcsecond cones, cheap for degrees
 HEALPIX_COLUMN = "_healpix"
 
@@ -967,15 +973,29 @@ def healpix_ranges(ra: float, dec: float, radius: float, order: int = HEALPIX_OR
     """[first, last] pixel ranges at `order` (nested) that cover the cone. The cone is cut at
     the coarsest order whose pixels are no smaller than a quarter of the radius, so a cone of
     any size is a few dozen ranges at most."""
-    from astropy import units as u
-    from astropy_healpix import core
-
     level = order
     while level > 0 and _pixel_size_deg(level) < radius / 4:
         level -= 1
-    pixels = np.unique(core.healpix_cone_search(ra * u.deg, dec * u.deg, radius * u.deg,
-                                                nside=2 ** level, order="nested"))
+    pixels = np.unique(_cone_pixels(ra, dec, radius, 2 ** level))
     return pixel_ranges(pixels, level, order)
+
+
+def _cone_pixels(ra: float, dec: float, radius: float, nside: int):
+    """The nested pixels overlapping a cone (degrees). astropy-healpix's public function
+    takes Quantities, whose creation costs more than the search for a small cone (a third of a
+    millisecond per cone search); its compiled function takes plain degrees, and is used when
+    present (the public one otherwise)."""
+    try:
+        from astropy_healpix import _core
+    except ImportError:  # pragma: no cover - another astropy-healpix layout
+        _core = None
+    if _core is not None and hasattr(_core, "healpix_cone_search"):
+        return _core.healpix_cone_search(float(ra), float(dec), float(radius), nside, "nested")
+    from astropy import units as u
+    from astropy_healpix import core
+
+    return core.healpix_cone_search(ra * u.deg, dec * u.deg, radius * u.deg, nside=nside,
+                                    order="nested")
 
 
 def pixel_ranges(pixels, level: int, order: int) -> list[tuple[int, int]]:
@@ -992,5 +1012,6 @@ def pixel_ranges(pixels, level: int, order: int) -> list[tuple[int, int]]:
     return ranges
 
 
+@functools.lru_cache(maxsize=64)
 def _pixel_size_deg(level: int) -> float:
     return float(np.degrees(np.sqrt(4 * np.pi / (12 * 4 ** level))))

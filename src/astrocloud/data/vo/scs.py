@@ -66,10 +66,10 @@ def _number(request: Request, name: str, low: float, high: float) -> float:
     return value
 
 
-def _columns(catalog, verbosity: int) -> list[dict]:
+def _columns(catalog, catalog_columns, verbosity: int) -> list[dict]:
     described = [{"name": c.name, "datatype": c.datatype, "arraysize": c.arraysize,
                   "unit": c.unit, "ucd": c.ucd, "description": c.description}
-                 for c in catalog.columns]
+                 for c in catalog_columns]
     ident = next((c for c in described if "meta.id;meta.main" in (c["ucd"] or "")), None) or \
         next((c for c in described if c["name"].lower() in ID_NAMES), None) or described[0]
     for column in described:
@@ -100,10 +100,11 @@ def cone_search(request: Request, name: str, ctx: Ctx):
     if sr > 0:  # SR=0 asks for the table's metadata only
         # The cone operation finds the catalog itself (one visibility check, one usage row).
         result = catalogs.cone(ctx, name[:64], ra, dec, sr, MAX_RECORDS)
-        catalog, overflow = result.catalog, result.truncated
+        catalog, overflow, catalog_columns = result.catalog, result.truncated, result.columns
     else:
         catalog = catalogs.get_catalog(ctx, name[:64])
-    columns = _columns(catalog, int(verb_raw))
+        catalog_columns = catalog.columns
+    columns = _columns(catalog, catalog_columns, int(verb_raw))
     if sr > 0:
         names = [c["name"] if c["name"] != "_r" else "_distance" for c in columns]
         rows = [tuple(row.get(n) for n in names) for row in result.rows]

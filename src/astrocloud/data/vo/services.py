@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.parse
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -286,17 +286,20 @@ def obscore_table(ctx: Context, base_url: str) -> Table:
     return dataclasses.replace(OBSCORE, source=archive.obscore_source(ctx, base_url))
 
 
-def _catalog_table(catalog) -> Table:
+def _catalog_table(catalog, catalog_columns=None) -> Table:
     principal = {catalog.ra_column, catalog.dec_column}
+    if catalog_columns is None:
+        catalog_columns = catalog.columns
     columns = tuple(
         Column(c.name, c.datatype, c.arraysize or ("*" if c.datatype in ("char", "unicodeChar")
                                                    else None),
                c.xtype, c.unit or None, c.ucd or None, None, c.description or None,
                indexed=bool(c.indexed) or c.name in principal,
                principal=c.name in principal or "meta.main" in (c.ucd or "") or c.position < 4)
-        for c in catalog.columns)
+        for c in catalog_columns)
     kind = catalog.index_kind if catalog.index_kind in ("healpix", "q3c", "pgsphere") else None
-    return Table(f"catalogs.{catalog.name}", columns, catalogs.catalog_table(catalog),
+    return Table(f"catalogs.{catalog.name}", columns,
+                 catalogs.catalog_table(catalog, catalog_columns),
                  catalog.title or catalog.description or f"The catalog {catalog.name}",
                  ra=catalog.ra_column, dec=catalog.dec_column, spatial_index=kind,
                  healpix=HEALPIX_COLUMN if kind == "healpix" else None,
@@ -324,6 +327,65 @@ def published_tables(ctx: Context, base_url: str) -> dict[str, Table]:
     tables = [obscore_table(ctx, base_url), *(_catalog_table(c) for c in visible),
               *(_tap_schema_table(n, [c.id for c in visible]) for n in TAP_SCHEMA_COLUMNS)]
     return {t.name.lower(): t for t in tables}
+
+
+class PublishedTables(Mapping):
+    """The tables the caller may query, by lower-case qualified name, each built when a query
+    names it: a query of one catalog reads that catalog (through the security filter, as
+    `published_tables` does) and nothing else, instead of every table the caller may see.
+    Listing it (an unqualified name, a misspelt one) builds them all. Uploaded tables are
+    `add`ed."""
+
+    def __init__(self, ctx: Context, base_url: str):
+        self.ctx, self.base_url = ctx, base_url
+        self._built: dict[str, Table | None] = {}
+        self._added: dict[str, Table] = {}
+        self._all: dict[str, Table] | None = None
+        self._catalog_ids: list[int] | None = None
+
+    def add(self, table: Table) -> None:
+        self._added[table.name.lower()] = table
+
+    def __getitem__(self, key: str) -> Table:
+        key = key.lower()
+        if key in self._added:
+            return self._added[key]
+        if self._all is not None:
+            return self._all[key]
+        if key not in self._built:
+            self._built[key] = self._build(key)
+        table = self._built[key]
+        if table is None:
+            raise KeyError(key)
+        return table
+
+    def _build(self, key: str) -> Table | None:
+        ctx = self.ctx
+        if key == OBSCORE.name:
+            return obscore_table(ctx, self.base_url)
+        if key in TAP_SCHEMA_COLUMNS:
+            sync_tap_schema(ctx.database, ctx.settings)
+            if self._catalog_ids is None:
+                self._catalog_ids = [c.id for c in catalogs.list_catalogs(ctx)]
+            return _tap_schema_table(key, self._catalog_ids)
+        schema, _dot, name = key.partition(".")
+        if schema == "catalogs" and name:
+            catalog = catalogs.find_catalog(ctx, name)
+            if catalog is not None:
+                return _catalog_table(catalog, catalogs.catalog_columns(ctx, catalog))
+        return None
+
+    def _everything(self) -> dict[str, Table]:
+        if self._all is None:
+            sync_tap_schema(self.ctx.database, self.ctx.settings)
+            self._all = published_tables(self.ctx, self.base_url)
+        return {**self._all, **self._added}
+
+    def __iter__(self):
+        return iter(self._everything())
+
+    def __len__(self) -> int:
+        return len(self._everything())
 
 
 def _all_tables(ctx: Context) -> list[tuple[Table, int | None]]:
@@ -625,7 +687,6 @@ def prepare_query(ctx: Context, *, query: str | None, lang: str | None,
     (data.tap.query). Nothing runs yet: `execute` streams the result."""
     settings = ctx.settings
     check_lang(lang)
-    sync_tap_schema(ctx.database, settings)
     if query is None or not query.strip():
         raise ValidationFailed(_("QUERY is missing: send the ADQL query to run."),
                                field="QUERY")
@@ -635,9 +696,9 @@ def prepare_query(ctx: Context, *, query: str | None, lang: str | None,
     fmt = parse_format(response_format)
     ctx.note(query[:500])
     uploaded = [read_upload(u, settings.tap_upload_max_rows) for u in uploads]
-    tables = published_tables(ctx, base_url)
+    tables = PublishedTables(ctx, base_url)
     for item in uploaded:
-        tables[item.table.name.lower()] = item.table
+        tables.add(item.table)
     try:
         translation = adql.translate(query, tables, dialect=ctx.database.dialect, maxrec=limit)
     except adql.AdqlError as exc:
