@@ -7,13 +7,16 @@ from __future__ import annotations
 import hashlib
 import os
 
+import blake3
 import pytest
 import sqlalchemy as sa
+import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
 from astrocloud.core.errors import NotFound, ValidationFailed
 from astrocloud.core.jobs import Job
+from astrocloud.core.storage import checksums
 from astrocloud.core.storage.dal import check_path, parse_uri
 from astrocloud.core.storage.models import PlacementRule, Replica, Site, SiteCost, StoredFile
 from astrocloud.core.storage.placement import Origin, great_circle_km
@@ -70,8 +73,50 @@ def test_a_write_records_size_and_checksum_and_reads_back(runtime):
     with runtime.database.session(write=False) as db:
         record = runtime.storage.stat(db, "ac://vos/alice/m31.fits")
     assert record.size == len(DATA)
-    assert record.checksum == "sha256:" + hashlib.sha256(DATA).hexdigest()
+    assert record.checksum == "xxh3-128:" + xxhash.xxh3_128(DATA).hexdigest()
     assert read(runtime, "ac://vos/alice/m31.fits") == DATA
+
+
+EXPECTED = {"xxh3-128": "xxh3-128:" + xxhash.xxh3_128(DATA).hexdigest(),
+            "blake3": "blake3:" + blake3.blake3(DATA).hexdigest(),
+            "sha256": "sha256:" + hashlib.sha256(DATA).hexdigest()}
+
+
+@pytest.mark.parametrize("algorithm", list(EXPECTED))
+def test_the_checksum_algorithm_is_the_configured_one(settings, database, algorithm):
+    from astrocloud.core.runtime import build_runtime
+
+    rt = build_runtime(settings.model_copy(update={"storage_checksum": algorithm}), database)
+    write(rt, f"ac://vos/alice/{algorithm}.fits", DATA)
+    with rt.database.session(write=False) as db:
+        assert rt.storage.stat(db, f"ac://vos/alice/{algorithm}.fits").checksum == \
+            EXPECTED[algorithm]
+
+
+@pytest.mark.parametrize("algorithm", list(EXPECTED))
+def test_files_recorded_in_any_algorithm_keep_verifying(runtime, algorithm):
+    # written as an earlier version (or another setting) would have: the read, the copy at
+    # the second site and the deep sweep all check it in its own algorithm
+    uri = f"ac://vos/alice/old-{algorithm}.fits"
+    with runtime.database.session() as db:
+        staged = runtime.storage.stage(db, uri, chunks_of(DATA), algorithm=algorithm)
+        runtime.storage.record(db, staged)
+    assert staged.checksum == EXPECTED[algorithm]
+    assert [j.status for j in wait_for_jobs(runtime)] == ["done"]
+    assert replicas(runtime, uri) == {"beijing": "ok", "nanjing": "ok"}
+    with open(site_path(runtime, "beijing", uri), "r+b") as f:
+        f.write(b"bitrot")
+    bad = []
+    assert read(runtime, uri, on_bad_replica=lambda rid, why: bad.append(why)) == DATA
+    assert bad == ["corrupt"]
+    assert sweep(runtime, deep=True)["bad"] == 1
+
+
+def test_a_checksum_in_an_unknown_algorithm_is_refused():
+    assert checksums.split("sha256:ab") == ("sha256", "ab")
+    assert checksums.split("ab" * 32) == ("sha256", "ab" * 32)
+    with pytest.raises(checksums.UnknownAlgorithm):
+        checksums.split("md4:ab")
 
 
 def test_byte_ranges_are_read_from_the_middle(runtime):

@@ -206,6 +206,23 @@ def test_reads_survive_a_dead_agent_and_the_sweep_restores_every_copy(settings, 
         rt.jobs.stop_embedded()
 
 
+def test_an_agent_stores_and_checks_in_the_algorithm_asked_for(agents, settings):
+    import xxhash
+
+    from astrocloud.core.storage.backends import AgentStore, StorageError
+
+    store = AgentStore(agents["kunming"].url, settings.effective_secret_key())
+    size, found = store.write("vos/aa/sum", chunks_of(DATA), algorithm="xxh3-128")
+    assert (size, found) == (len(DATA), "xxh3-128:" + xxhash.xxh3_128(DATA).hexdigest())
+    assert store.checksum("vos/aa/sum", "xxh3-128") == found
+    assert store.checksum("vos/aa/sum") == "sha256:" + SHA
+    # callers of earlier versions ask for no algorithm and read {"sha256": hex}
+    answer = httpx.get(store.url("GET", "vos/aa/sum") + "&checksum=1").json()
+    assert answer["sha256"] == SHA
+    with pytest.raises(StorageError, match="400"):
+        store.checksum("vos/aa/sum", "md4")
+
+
 def test_an_agent_refuses_unsigned_and_expired_requests(agents):
     url = agents["kunming"].url
     assert httpx.get(f"{url}/objects/vos/aa/x").status_code == 403

@@ -11,6 +11,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     site: str | None = None
     storage_default_copies: int = Field(default=2, ge=1, le=10)
     storage_signing_ttl_seconds: int = Field(default=300, ge=10, le=86400)
+    # The checksum new files are recorded with (older files keep theirs): see
+    # core.storage.checksums and docs/performance.md for the choice.
+    storage_checksum: Literal["xxh3-128", "blake3", "sha256"] = "xxh3-128"
     # Credentials for s3:// sites (the endpoint and bucket are part of each site's URL).
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = Field(default=None, repr=False)

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from astrocloud.core.storage import checksums
 from astrocloud.core.storage.backends import (
     ObjectMissing,
     SiteStore,
@@ -56,11 +57,13 @@ def create_agent(site_name: str, store: SiteStore, secret: str) -> Starlette:
                 return Response(headers={"content-length": str(size),
                                          "accept-ranges": "bytes"})
             if request.query_params.get("checksum"):
-                return JSONResponse({"sha256": store.checksum(key), "size": size})
+                return JSONResponse(_checksum(store, key, size, algorithm(request, "sha256")))
             return _get(request, store, key, size)
         except ObjectMissing:
             return problem(404, "no such object")
         except StorageError as exc:
+            return problem(400, str(exc))
+        except checksums.UnknownAlgorithm as exc:
             return problem(400, str(exc))
         except UploadAborted as exc:  # the body stopped: the write was abandoned, atomically
             return problem(exc.status, str(exc))
@@ -71,10 +74,31 @@ def create_agent(site_name: str, store: SiteStore, secret: str) -> Starlette:
     ])
 
 
+def algorithm(request: Request, default: str) -> str:
+    """The checksum algorithm asked for (`?algorithm=`); callers of earlier versions ask for
+    none and expect SHA-256."""
+    name = request.query_params.get("algorithm", default)
+    checksums.new(name)  # UnknownAlgorithm: a 400
+    return name
+
+
+def _checksum(store: SiteStore, key: str, size: int, algo: str) -> dict:
+    found = store.checksum(key, algo)
+    answer = {"checksum": found, "size": size}
+    if algo == "sha256":  # the answer earlier versions read
+        answer["sha256"] = checksums.split(found)[1]
+    return answer
+
+
 async def _put(request: Request, store: SiteStore, key: str) -> Response:
     # The body streams into the store's (blocking) write through the platform's upload pump.
-    size, sha = await stream_body(request, lambda chunks: store.write(key, chunks))
-    return JSONResponse({"size": size, "sha256": sha}, status_code=201)
+    algo = algorithm(request, "sha256")
+    size, found = await stream_body(request,
+                                    lambda chunks: store.write(key, chunks, algorithm=algo))
+    answer = {"size": size, "checksum": found}
+    if algo == "sha256":
+        answer["sha256"] = checksums.split(found)[1]
+    return JSONResponse(answer, status_code=201)
 
 
 def _get(request: Request, store: SiteStore, key: str, size: int) -> Response:

@@ -2,7 +2,7 @@
 (s3fs: Ceph, MinIO, Swift's S3 API), or a remote site's agent over HTTP.
 
 Every backend writes atomically — a partial upload never becomes visible under its key — and
-computes size and SHA-256 while the bytes stream through.
+computes size and checksum (`checksums`, "<algorithm>:<hex>") while the bytes stream through.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import fsspec
 import httpx
 
+from astrocloud.core.storage import checksums
+
 CHUNK = 1024 * 1024
+# A local object is read in blocks this large: few enough Python round trips per GiB that the
+# disk, the checksum and the socket set the pace, small enough to keep memory flat.
+LOCAL_BLOCK = 4 * 1024 * 1024
 
 
 class StorageError(Exception):
@@ -51,9 +56,10 @@ class SiteStore(abc.ABC):
     """Objects (named by key) at one site."""
 
     @abc.abstractmethod
-    def write(self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None
-              ) -> tuple[int, str]:
-        """Store the streamed bytes atomically under `key`; returns (size, sha256 hex)."""
+    def write(self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None,
+              algorithm: str = checksums.DEFAULT) -> tuple[int, str]:
+        """Store the streamed bytes atomically under `key`; returns (size, checksum), the
+        checksum as "<algorithm>:<hex>"."""
 
     @abc.abstractmethod
     def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -67,15 +73,15 @@ class SiteStore(abc.ABC):
     def size(self, key: str) -> int | None:
         """The object's size, or None when it does not exist."""
 
-    def checksum(self, key: str) -> str:
-        digest = hashlib.sha256()
-        for chunk in self.read(key):
-            digest.update(chunk)
-        return digest.hexdigest()
+    def checksum(self, key: str, algorithm: str = "sha256") -> str:
+        """The object's checksum in `algorithm`, as "<algorithm>:<hex>", computed where the
+        bytes are."""
+        return checksums.of_chunks(algorithm, self.read(key))
 
 
-def _hash_stream(chunks: Iterable[bytes], sink, max_bytes: int | None) -> tuple[int, str]:
-    digest = hashlib.sha256()
+def _hash_stream(chunks: Iterable[bytes], sink, max_bytes: int | None,
+                 algorithm: str) -> tuple[int, str]:
+    digest = checksums.new(algorithm)
     size = 0
     for chunk in chunks:
         if not chunk:
@@ -85,7 +91,7 @@ def _hash_stream(chunks: Iterable[bytes], sink, max_bytes: int | None) -> tuple[
             raise TooLarge(max_bytes)
         digest.update(chunk)
         sink(chunk)
-    return size, digest.hexdigest()
+    return size, checksums.join(algorithm, digest.hexdigest())
 
 
 class FsspecStore(SiteStore):
@@ -100,13 +106,13 @@ class FsspecStore(SiteStore):
             raise StorageError(f"bad object key {key!r}")
         return f"{self.root}/{key}"
 
-    def write(self, key, chunks, *, max_bytes=None):
+    def write(self, key, chunks, *, max_bytes=None, algorithm=checksums.DEFAULT):
         target = self.path(key)
         parent = target.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
         f = self.fs.open(target, "wb")
         try:
-            result = _hash_stream(chunks, f.write, max_bytes)
+            result = _hash_stream(chunks, f.write, max_bytes, algorithm)
         except BaseException:
             # An object store makes the object visible on close: abort the upload instead
             # (s3fs aborts the multipart upload), so nothing partial ever appears.
@@ -152,19 +158,52 @@ class LocalStore(FsspecStore):
         Path(root).mkdir(parents=True, exist_ok=True)
         super().__init__(fsspec.filesystem("file"), str(Path(root).resolve()))
 
-    def write(self, key, chunks, *, max_bytes=None):
+    def write(self, key, chunks, *, max_bytes=None, algorithm=checksums.DEFAULT):
         target = Path(self.path(key))
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         try:
-            with temp.open("wb") as f:
-                result = _hash_stream(chunks, f.write, max_bytes)
-                f.flush()
+            # unbuffered: chunks arrive in large batches, each written with one system call
+            with temp.open("wb", buffering=0) as f:
+                result = _hash_stream(chunks, _write_all(f), max_bytes, algorithm)
             temp.replace(target)  # atomic on the same file system
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
         return result
+
+    def read(self, key, start=0, end=None):
+        # The local file is read directly (not through fsspec's file object) in large blocks.
+        path = self.path(key)
+        try:
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by the generator)
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
+        return _read_blocks(f, start, end)
+
+
+def _write_all(f):
+    def write(chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[f.write(view):]
+    return write
+
+
+def _read_blocks(f, start: int, end: int | None) -> Iterator[bytes]:
+    # An unbuffered read(n) makes one system call into a fresh bytes object of n bytes: the
+    # page cache is copied once, straight into what goes on to the hash and the socket.
+    with f:
+        if start:
+            f.seek(start)
+        remaining = None if end is None else max(0, end - start)
+        while remaining is None or remaining > 0:
+            block = f.read(LOCAL_BLOCK if remaining is None else min(LOCAL_BLOCK, remaining))
+            if not block:
+                break
+            if remaining is not None:
+                remaining -= len(block)
+            yield block
 
 
 class AgentStore(SiteStore):
@@ -184,8 +223,8 @@ class AgentStore(SiteStore):
     def _error(self, exc: Exception) -> StorageError:
         return StorageError(f"site agent {self.base_url}: {type(exc).__name__}: {exc}")
 
-    def write(self, key, chunks, *, max_bytes=None):
-        digest = hashlib.sha256()
+    def write(self, key, chunks, *, max_bytes=None, algorithm=checksums.DEFAULT):
+        digest = checksums.new(algorithm)
         size = 0
 
         def counted():
@@ -198,14 +237,16 @@ class AgentStore(SiteStore):
                 yield chunk
 
         try:
-            response = httpx.put(self.url("PUT", key), content=counted(), timeout=self.timeout)
+            response = httpx.put(self.url("PUT", key) + f"&algorithm={algorithm}",
+                                 content=counted(), timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise self._error(exc) from None
         if response.status_code != 201:
             raise StorageError(f"site agent refused the upload: {response.status_code}")
-        if response.json().get("sha256") != digest.hexdigest():
+        sent = checksums.join(algorithm, digest.hexdigest())
+        if _agent_checksum(response.json()) != sent:
             raise StorageError("the site agent stored different bytes than were sent")
-        return size, digest.hexdigest()
+        return size, sent
 
     def read(self, key, start=0, end=None):
         headers = {}
@@ -239,14 +280,25 @@ class AgentStore(SiteStore):
             return None
         return int(response.headers.get("content-length", "0"))
 
-    def checksum(self, key):
+    def checksum(self, key, algorithm="sha256"):
         try:
-            response = httpx.get(self.url("GET", key) + "&checksum=1", timeout=self.timeout)
+            response = httpx.get(self.url("GET", key) + f"&checksum=1&algorithm={algorithm}",
+                                 timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise self._error(exc) from None
         if response.status_code == 404:
             raise ObjectMissing(key)
-        return response.json()["sha256"]
+        if response.status_code != 200:
+            raise StorageError(f"site agent answered {response.status_code}")
+        return _agent_checksum(response.json())
+
+
+def _agent_checksum(answer: dict) -> str | None:
+    """The "<algorithm>:<hex>" in a site agent's answer; an agent of an earlier version
+    answers only {"sha256": hex}."""
+    if "checksum" in answer:
+        return answer["checksum"]
+    return checksums.join("sha256", answer["sha256"]) if "sha256" in answer else None
 
 
 def open_store(storage_url: str, *, secret: str = "", ttl: int = 300,

@@ -9,7 +9,6 @@ through to the next one when a site is down or a copy is bad, queueing the bad c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import tempfile
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 from astrocloud.core.config import Settings
 from astrocloud.core.db import utcnow
 from astrocloud.core.errors import NotFound, ValidationFailed
+from astrocloud.core.storage import checksums
 from astrocloud.core.storage.backends import (
     ObjectMissing,
     SiteStore,
@@ -65,7 +65,7 @@ class Staged:
     name: LogicalName
     key: str
     size: int
-    sha256: str
+    checksum: str  # "<algorithm>:<hex>"
     site_id: int
     site_name: str
     target_ids: list[int]
@@ -153,10 +153,12 @@ class DataAccess:
         return self.record(db, staged, owner_id=owner_id, content_type=content_type)
 
     def stage(self, db: Session, uri: str, chunks: Iterable[bytes], *,
-              origin: Origin | None = None, max_bytes: int | None = None) -> Staged:
+              origin: Origin | None = None, max_bytes: int | None = None,
+              algorithm: str | None = None) -> Staged:
         """Upload the bytes to the site nearest their origin, under a fresh key, without
         touching the database beyond reading the sites. Long uploads should stage outside
-        any write transaction, then `record` in a short one (or `discard` on failure)."""
+        any write transaction, then `record` in a short one (or `discard` on failure).
+        The checksum is computed in `algorithm` (default: the configured one)."""
         name = parse_uri(uri)
         origin = origin or origin_of(self.local_site(db))
         targets = choose_sites(db, name.uri, origin, self.settings.storage_default_copies)
@@ -165,11 +167,13 @@ class DataAccess:
         key = f"{name.namespace}/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}"
         site = targets[0]
         try:
-            size, sha = self.store(site).write(key, chunks, max_bytes=max_bytes)
+            size, checksum = self.store(site).write(
+                key, chunks, max_bytes=max_bytes,
+                algorithm=algorithm or self.settings.storage_checksum)
         except TooLarge:
             raise ValidationFailed("The upload is larger than the %(n)s bytes allowed.",
                                    field="file", n=max_bytes) from None
-        return Staged(name=name, key=key, size=size, sha256=sha, site_id=site.id,
+        return Staged(name=name, key=key, size=size, checksum=checksum, site_id=site.id,
                       site_name=site.name, target_ids=[t.id for t in targets],
                       origin_site_id=origin.site_id)
 
@@ -199,7 +203,7 @@ class DataAccess:
             db.flush()
         record.object_key = staged.key
         record.size = staged.size
-        record.checksum = f"sha256:{staged.sha256}"
+        record.checksum = staged.checksum
         record.content_type = content_type or "application/octet-stream"
         record.origin_site_id = staged.origin_site_id
         record.owner_id = owner_id if owner_id is not None else record.owner_id
@@ -272,7 +276,9 @@ class DataAccess:
 
         A whole file up to 64 MiB is checked against its checksum before the first byte leaves,
         so a corrupt copy is skipped unseen; larger files are checked as they stream, and a
-        mismatch aborts the transfer rather than deliver wrong bytes. Bad replicas are reported
+        mismatch aborts the transfer rather than deliver wrong bytes. A byte range is not
+        checked (its checksum is not known); the sweep's deep pass checks whole replicas.
+        Each file is checked in the algorithm its record names. Bad replicas are reported
         through `on_bad_replica(replica_id, reason)` for repair."""
         replicas = self.replicas_in_order(db, record, requester)
         if not replicas:
@@ -280,7 +286,7 @@ class DataAccess:
         plan = [(r.id, r.site, self.store(r.site)) for r in replicas]
         whole = start == 0 and end is None
         report = on_bad_replica or (lambda rid, reason: None)
-        expected = record.checksum.removeprefix("sha256:")
+        expected = record.checksum
         if whole and record.size <= VERIFY_BEFORE_SEND_BYTES:
             return self._verified_copy(plan, record, expected, report)
         return self._streamed(plan, record, start, end, expected if whole else None, report)
@@ -289,7 +295,8 @@ class DataAccess:
         for replica_id, site, store in plan:
             # handed to _drain, which closes it once the caller has read it all
             spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
-            digest = hashlib.sha256()
+            algorithm, want = checksums.split(expected)
+            digest = checksums.new(algorithm)
             try:
                 for chunk in store.read(record.object_key):
                     digest.update(chunk)
@@ -302,7 +309,7 @@ class DataAccess:
                 spool.close()
                 log.warning("site %s unreadable for %s: %s", site.name, record.uri, exc)
                 continue
-            if digest.hexdigest() != expected:
+            if digest.hexdigest() != want:
                 spool.close()
                 report(replica_id, "corrupt")
                 continue
@@ -312,7 +319,8 @@ class DataAccess:
 
     def _streamed(self, plan, record, start, end, expected, report) -> Iterator[bytes]:
         position = start
-        digest = hashlib.sha256() if expected else None
+        algorithm, want = checksums.split(expected) if expected else (None, None)
+        digest = checksums.new(algorithm) if algorithm else None
         for replica_id, site, store in plan:
             try:
                 for chunk in store.read(record.object_key, position, end):
@@ -320,7 +328,7 @@ class DataAccess:
                     if digest is not None:
                         digest.update(chunk)
                     yield chunk
-                if digest is not None and digest.hexdigest() != expected:
+                if digest is not None and digest.hexdigest() != want:
                     report(replica_id, "corrupt")
                     raise Unavailable(f"{record.uri}: the copy at {site.name} is corrupt")
                 return

@@ -55,7 +55,8 @@ class StoredFile(Base):
     path: Mapped[str] = mapped_column(sa.String(1024))
     object_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
     size: Mapped[int] = mapped_column(sa.BigInteger)
-    checksum: Mapped[str] = mapped_column(sa.String(80))  # "sha256:<hex>"
+    # "<algorithm>:<hex>" (storage.checksums): xxh3-128, blake3 or sha256
+    checksum: Mapped[str] = mapped_column(sa.String(80))
     content_type: Mapped[str] = mapped_column(sa.String(200), default="application/octet-stream")
     origin_site_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sites.id",
                                                                      ondelete="SET NULL"))

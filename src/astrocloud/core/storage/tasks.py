@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from astrocloud.core.db import utcnow
 from astrocloud.core.jobs import Retry, task
+from astrocloud.core.storage import checksums
 from astrocloud.core.storage.backends import ObjectMissing, StorageError
 from astrocloud.core.storage.dal import Unavailable
 from astrocloud.core.storage.models import Replica, Site, StoredFile
@@ -37,7 +38,8 @@ def mark_bad(runtime, replica_id: int, reason: str) -> None:
 @task("storage.replicate", retries=8, retry_delay=2)
 def replicate(runtime, file_id: int) -> dict:
     """Bring every replica of a file that is not `ok` to `ok`, copying from a good one and
-    verifying the checksum at the target by reading the copy back."""
+    verifying the checksum at the target by reading the copy back (in the algorithm the
+    file's record names)."""
     storage = runtime.storage
     with runtime.database.session(write=False) as db:
         record = db.get(StoredFile, file_id)
@@ -46,7 +48,8 @@ def replicate(runtime, file_id: int) -> dict:
         todo = [(r.id, r.site) for r in record.replicas if r.status != "ok"]
         if not todo:
             return {"file_id": file_id, "copied": 0}
-        key, expected, uri = record.object_key, record.checksum.removeprefix("sha256:"), record.uri
+        key, expected, uri = record.object_key, record.checksum, record.uri
+        algorithm = checksums.split(expected)[0]
         sources = {}
         for replica_id, site in todo:
             if not site.writable:
@@ -68,8 +71,8 @@ def replicate(runtime, file_id: int) -> dict:
             continue
         target = storage.store(site)
         try:
-            target.write(key, stream)
-            found = target.checksum(key)
+            target.write(key, stream, algorithm=algorithm)
+            found = target.checksum(key, algorithm)
         except (StorageError, Unavailable) as exc:
             problems.append(f"{site.name}: {exc}")
             _set(runtime, replica_id, "failed", str(exc), attempt=True)
@@ -137,7 +140,7 @@ def sweep(runtime, deep: bool = False, batch: int = 500) -> dict:
             for record in files:
                 replicas = [(r.id, r.status, r.site) for r in record.replicas]
                 plans.append((record.id, record.object_key, record.size,
-                              record.checksum.removeprefix("sha256:"), record.copies_wanted,
+                              record.checksum, record.copies_wanted,
                               replicas, Costs(db, origin_of(replicas[0][2])).order(sites)
                               if replicas else sites))
         for file_id, key, size, expected, wanted, replicas, ordered_sites in plans:
@@ -175,7 +178,7 @@ def _check(store, key: str, size: int, expected: str, deep: bool) -> str | None:
             return "missing"
         if found != size:
             return "corrupt"
-        if deep and store.checksum(key) != expected:
+        if deep and store.checksum(key, checksums.split(expected)[0]) != expected:
             return "corrupt"
     except ObjectMissing:
         return "missing"

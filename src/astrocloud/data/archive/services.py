@@ -464,9 +464,12 @@ def _prepare_batch(ctx: Context, records: list[IngestRecord]) -> list[_Outcome]:
                 outcome.status, outcome.twin = "duplicate", seen[facts["checksum"]]
             else:
                 outcome.summary, outcome.facts = summary, facts
+                # stored under the archive's own SHA-256, so the copy can be compared with the
+                # file that was examined
                 outcome.staged = ctx.runtime.storage.stage(ctx.db, facts["uri"], _chunks(path),
-                                                           origin=facts["origin"])
-                if outcome.staged.sha256 != facts["sha256"]:
+                                                           origin=facts["origin"],
+                                                           algorithm="sha256")
+                if outcome.staged.checksum != facts["checksum"]:
                     raise Quarantine("changed", "The file changed while it was being "
                                                 "archived.")
                 seen[facts["checksum"]] = outcome
