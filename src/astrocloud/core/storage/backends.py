@@ -128,16 +128,7 @@ class FsspecStore(SiteStore):
             f = self.fs.open(path, "rb", block_size=CHUNK)
         except FileNotFoundError:
             raise ObjectMissing(key) from None
-        with f:
-            f.seek(start)
-            remaining = None if end is None else max(0, end - start)
-            while remaining is None or remaining > 0:
-                chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
-                if not chunk:
-                    break
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+        return _read_blocks(f, start, end, CHUNK)
 
     def delete(self, key):
         path = self.path(key)
@@ -179,7 +170,7 @@ class LocalStore(FsspecStore):
             f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by the generator)
         except FileNotFoundError:
             raise ObjectMissing(key) from None
-        return _read_blocks(f, start, end)
+        return _read_blocks(f, start, end, LOCAL_BLOCK)
 
 
 def _write_all(f):
@@ -190,15 +181,16 @@ def _write_all(f):
     return write
 
 
-def _read_blocks(f, start: int, end: int | None) -> Iterator[bytes]:
-    # An unbuffered read(n) makes one system call into a fresh bytes object of n bytes: the
-    # page cache is copied once, straight into what goes on to the hash and the socket.
+def _read_blocks(f, start: int, end: int | None, block_size: int) -> Iterator[bytes]:
+    # Bytes start..end (end exclusive, None for the end of the file) in blocks. On an
+    # unbuffered local file a read(n) is one system call into a fresh bytes object: the page
+    # cache is copied once, straight into what goes on to the hash and the socket.
     with f:
         if start:
             f.seek(start)
         remaining = None if end is None else max(0, end - start)
         while remaining is None or remaining > 0:
-            block = f.read(LOCAL_BLOCK if remaining is None else min(LOCAL_BLOCK, remaining))
+            block = f.read(block_size if remaining is None else min(block_size, remaining))
             if not block:
                 break
             if remaining is not None:
