@@ -16,20 +16,17 @@ import datetime as dt
 import hashlib
 import io
 import logging
-import os
 import queue
 import re
 import secrets
 import threading
 import time
-import urllib.parse
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from astrocloud.core import errors
+from astrocloud.core import columnar, errors
 from astrocloud.core.db import SQLITE_MATH_FUNCTIONS, utcnow
 from astrocloud.core.errors import NotFound, ValidationFailed
 from astrocloud.core.i18n import _
@@ -862,61 +859,14 @@ _PG_TYPES = {"int2", "int4", "int8", "float4", "float8", "bool", "text", "varcha
 _SQL_TYPES = {"boolean": "INTEGER", "unsignedByte": "INTEGER", "short": "INTEGER",
               "int": "INTEGER", "long": "INTEGER", "float": "REAL", "double": "REAL",
               "char": "TEXT", "unicodeChar": "TEXT"}
-_adbc_pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_adbc_lock = threading.Lock()
-
-
 def _columnar_uri(database, prepared: Prepared) -> str | None:
     if prepared.format.name != "votable" or prepared.uploads or prepared.params or \
             prepared.limit is None or prepared.limit < COLUMNAR_MIN_ROWS:
         return None
-    url = database.engine.url
-    if database.dialect == "sqlite":
-        path = url.database
-        if not prepared.plain or _SQLITE_PYTHON_FUNCTIONS.search(prepared.sql) or not path \
-                or path == ":memory:" or path.startswith("file:"):
-            return None
-        return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    if database.dialect == "postgresql":
-        return url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return None
-
-
-def _adbc_connection(database, uri: str):
-    """An idle ADBC connection of `database` (PostgreSQL's take a tenth of a second to open,
-    so they are kept, and closed with the engine), or a new one."""
-    with _adbc_lock:
-        idle = _adbc_pools.get(database.engine)
-        if idle:
-            return idle.pop()
-    if database.dialect == "sqlite":
-        import adbc_driver_sqlite.dbapi as driver
-    else:
-        import adbc_driver_postgresql.dbapi as driver
-    return driver.connect(uri)
-
-
-def _adbc_release(database, conn, reusable: bool) -> None:
-    with contextlib.suppress(Exception):
-        if reusable and database.dialect == "postgresql":
-            conn.rollback()
-            with _adbc_lock:
-                if database.engine not in _adbc_pools:
-                    _adbc_pools[database.engine] = []
-                    sa.event.listen(database.engine, "engine_disposed", _close_adbc_pool)
-                idle = _adbc_pools[database.engine]
-                if len(idle) < 4:
-                    idle.append(conn)
-                    return
-        conn.close()
-
-
-def _close_adbc_pool(engine) -> None:
-    with _adbc_lock:
-        idle = _adbc_pools.pop(engine, [])
-    for conn in idle:
-        with contextlib.suppress(Exception):
-            conn.close()
+    if database.dialect == "sqlite" and (
+            not prepared.plain or _SQLITE_PYTHON_FUNCTIONS.search(prepared.sql)):
+        return None
+    return columnar.uri(database.engine)
 
 
 def _columnar_fits(database, prepared: Prepared, first) -> bool:
@@ -953,7 +903,7 @@ def _execute_columnar(database, prepared: Prepared, deadline: float, cancelled,
     if uri is None:
         return None
     try:
-        conn = _adbc_connection(database, uri)
+        conn = columnar.connect(database.engine, uri)
     except Exception:  # noqa: BLE001 — no driver, or no connection: the ordinary path decides
         log.warning("TAP: no columnar connection, the ordinary path runs", exc_info=True)
         return None
@@ -983,14 +933,14 @@ def _execute_columnar(database, prepared: Prepared, deadline: float, cancelled,
     except driver_errors as exc:
         with contextlib.suppress(Exception):
             cursor.close()
-        _adbc_release(database, conn, reusable=database.dialect == "postgresql")
+        columnar.release(database.engine, conn, reusable=database.dialect == "postgresql")
         if "timeout" in str(exc).lower() or "cancel" in str(exc).lower():
             raise _database_error(exc, prepared.timeout) from None
         return None  # the ordinary path runs it again, and reports what is wrong
     if first is not None and not _columnar_fits(database, prepared, first):
         with contextlib.suppress(Exception):
             cursor.close()
-        _adbc_release(database, conn, reusable=False)
+        columnar.release(database.engine, conn, reusable=False)
         return None
 
     log.debug("TAP: columnar fetch on %s", database.dialect)
@@ -1034,7 +984,7 @@ def _execute_columnar(database, prepared: Prepared, deadline: float, cancelled,
                 reader.close()
             with contextlib.suppress(Exception):
                 cursor.close()
-            _adbc_release(database, conn, reusable=done)
+            columnar.release(database.engine, conn, reusable=done)
 
     return body()
 

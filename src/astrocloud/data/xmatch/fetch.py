@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
-import urllib.parse
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from astrocloud.core import columnar
 from astrocloud.data.catalogs import importer
 
 log = logging.getLogger("astrocloud.xmatch")
@@ -70,44 +69,24 @@ def _conform(table: pa.Table, names: list[str], kinds: list[str]) -> pa.Table:
     return pa.table(arrays, names=names)
 
 
-def _columnar_uri(session: Session) -> str | None:
-    url = session.get_bind().url
-    dialect = url.get_backend_name()
-    if dialect == "sqlite":
-        path = url.database
-        if not path or path == ":memory:" or path.startswith("file:"):
-            return None
-        return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    if dialect == "postgresql":
-        return url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return None
-
-
-def _connect(uri: str):
-    if uri.startswith("file:"):
-        import adbc_driver_sqlite.dbapi as driver
-    else:
-        import adbc_driver_postgresql.dbapi as driver
-    return driver.connect(uri)
-
-
 def _fetch_columnar(session: Session, stmt: sa.Select, names: list[str], kinds: list[str],
                     check: Callable[[int], None]) -> pa.Table | None:
     """The rows through an ADBC driver; None when that way cannot read them."""
-    uri = _columnar_uri(session)
+    engine = session.get_bind().engine
+    uri = columnar.uri(engine)
     if uri is None:
         return None
     try:
         import adbc_driver_manager
 
-        conn = _connect(uri)
+        conn = columnar.connect(engine, uri)
     except Exception:  # noqa: BLE001 — no driver, or no connection: the ordinary way reads
         log.warning("cross-match: no columnar connection, the ordinary fetch runs",
                     exc_info=True)
         return None
     sql = str(stmt.compile(dialect=session.get_bind().dialect,
                            compile_kwargs={"literal_binds": True}))
-    batches, seen = [], 0
+    batches, seen, done = [], 0, False
     try:
         cursor = conn.cursor()
         if uri.startswith("file:"):
@@ -120,13 +99,13 @@ def _fetch_columnar(session: Session, stmt: sa.Select, names: list[str], kinds: 
             check(seen)
             batches.append(batch)
         cursor.close()
+        done = True
     except (adbc_driver_manager.Error, pa.ArrowException, OSError) as exc:
         # (a driver error while batches are read comes as an Arrow one)
         log.info("cross-match: the columnar fetch gave way to the ordinary one (%s)", exc)
         return None
     finally:
-        with contextlib.suppress(Exception):
-            conn.close()
+        columnar.release(engine, conn, reusable=done)
     log.debug("cross-match: columnar fetch of %s rows", seen)
     if not seen:
         return _empty(names, kinds)
