@@ -23,11 +23,13 @@ parameters, classes), is generated once as Parquet. Then, on SQLite (HEALPix ind
 
 On PostgreSQL, q3c against pgsphere: a pgsphere GiST index on `spoint(radians(ra),
 radians(dec))` is added to the same table, and cones of 1′ and 0.5° are timed in SQL
-(`q3c_radial_query` against `spoint(...) <@ scircle(...)`), p50 over the same random centres.
+(`q3c_radial_query`, and `q3c_join` as the cone services run it for cones up to 1°, against
+`spoint(...) <@ scircle(...)`), p50 over the same random centres.
 
 Usage:  python benchmarks/bench_vo.py [--rows 10000000] [--postgres postgresql+psycopg://...]
                                       [--skip-sqlite] [--requests 300] [--duration 10]
                                       [--cones-only | --streams-only] [--keep]
+        python benchmarks/bench_vo.py --reuse WORK [--postgres <the kept database's URL>] ...
 Prints Markdown tables for docs/performance.md.
 """
 
@@ -375,12 +377,16 @@ def q3c_vs_pgsphere(url: str, n: int, seed: int) -> tuple[float, list[tuple]]:
     install_pgsphere(engine)
     started = time.perf_counter()
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE INDEX {table.name}_spoint ON {table.name} USING gist "
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {table.name}_spoint ON {table.name} "
+                             "USING gist "
                              "(spoint(radians(ra), radians(dec)))")
         conn.exec_driver_sql(f"ANALYZE {table.name}")
     build = time.perf_counter() - started
     methods = {
-        "q3c": f"SELECT * FROM {table.name} WHERE q3c_radial_query(ra, dec, %s, %s, %s)",
+        "q3c (q3c_radial_query)":
+            f"SELECT * FROM {table.name} WHERE q3c_radial_query(ra, dec, %s, %s, %s)",
+        # what the cone services run for cones up to 1° (importer.Q3C_JOIN_MAX_RADIUS)
+        "q3c (q3c_join)": f"SELECT * FROM {table.name} WHERE q3c_join(%s, %s, ra, dec, %s)",
         "pgsphere": f"SELECT * FROM {table.name} WHERE spoint(radians(ra), radians(dec)) <@ "
                     "scircle(spoint(radians(%s), radians(%s)), radians(%s))",
     }
@@ -499,25 +505,34 @@ def main() -> None:
     parser.add_argument("--cones-only", action="store_true", help="skip TAP streaming (and "
                         "q3c against pgsphere): only the cones and their baselines")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and database")
+    parser.add_argument("--reuse", metavar="WORK", default=None, help="measure again the homes "
+                        "a --keep run left in WORK (with --postgres, the URL of the database it "
+                        "kept): nothing is generated, imported or removed")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="ac-bench-vo-", dir=os.environ.get("TMPDIR")))
+    if args.reuse:
+        args.keep = True
+    work = Path(args.reuse) if args.reuse else \
+        Path(tempfile.mkdtemp(prefix="ac-bench-vo-", dir=os.environ.get("TMPDIR")))
     backends = [] if args.skip_sqlite else [("sqlite", "healpix", None)]
     pg_url = None
     if args.postgres:
-        pg_url = fresh_postgres(args.postgres)
+        pg_url = args.postgres if args.reuse else fresh_postgres(args.postgres)
         backends.append(("postgresql", "q3c", pg_url))
     try:
         path = work / "catalog.parquet"
-        started = time.perf_counter()
-        generate(path, args.rows)
-        print(f"{args.rows:,} rows over the whole sky, Parquet {path.stat().st_size / 2**20:.0f}"
-              f" MiB, generated in {time.perf_counter() - started:.0f} s", flush=True)
+        if not args.reuse:
+            started = time.perf_counter()
+            generate(path, args.rows)
+            print(f"{args.rows:,} rows over the whole sky, Parquet "
+                  f"{path.stat().st_size / 2**20:.0f} MiB, generated in "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
         for backend, index, url in backends:
             home = work / f"home-{backend}"
             env = cli_env(home, url)
-            seconds, summary = import_catalog(env, path, index)
-            print(f"{backend}: imported in {seconds:.0f} s — {summary}", flush=True)
+            if not args.reuse:
+                seconds, summary = import_catalog(env, path, index)
+                print(f"{backend}: imported in {seconds:.0f} s — {summary}", flush=True)
             url = url or f"sqlite:///{home / 'astrocloud.db'}"
             if backend == "sqlite" and not (home / "astrocloud.db").exists():
                 found = sorted(home.rglob("*.db"))

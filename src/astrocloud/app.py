@@ -99,6 +99,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             swagger_favicon_url="/static/favicon.svg",
         )
 
+    for channel in CHANNELS:  # the protocol services first (see Channel.protocol_modules)
+        for module in channel.protocol_modules:
+            _include(app, f"{channel.package}.{module}")
     for module in KERNEL_ROUTERS:
         _include(app, module)
     for channel in CHANNELS:

@@ -171,8 +171,15 @@ class Database:
 
     @staticmethod
     def begin_write(session: Session) -> None:
-        """Start `session`'s next transaction as a writer (BEGIN IMMEDIATE on SQLite)."""
+        """Make `session`'s transaction a writing one. On SQLite the reading transaction is
+        committed and the next begins IMMEDIATE (it takes the write lock, see `_begin`). A
+        PostgreSQL transaction can write as it is, row locks being taken as rows are written:
+        an open one carries on (each statement sees what is committed when it starts, so the
+        checks a streaming operation repeats here see the latest state), which spares a
+        COMMIT and a BEGIN, two round trips."""
         if session.in_transaction():
+            if session.get_bind().dialect.name != "sqlite":
+                return
             session.commit()
         session.connection(execution_options={WRITE_OPTION: True})
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from astrocloud.core.errors import NotAuthenticated
@@ -80,11 +81,23 @@ def authenticate(ctx: Context, request: Request) -> None:
             ctx.language = user.language
             request.state.language = user.language
             current_language.set(user.language)
-    ctx.db.commit()  # end the read transaction before the service starts its own
+    if ctx.session is not None and ctx.session.in_transaction():
+        ctx.session.commit()  # end the read transaction before the service starts its own
 
 
-def request_context(request: Request) -> Iterator[Context]:
-    """FastAPI dependency: the caller's `Context`, closed when the request is done."""
+def _anonymous(request: Request, settings) -> bool:
+    """True when the request carries neither credentials nor a session cookie: then
+    `authenticate` needs no database and can run on the event loop."""
+    return not request.headers.get("authorization") and \
+        not request.cookies.get(settings.session_cookie)
+
+
+async def request_context(request: Request) -> AsyncIterator[Context]:
+    """FastAPI dependency: the caller's `Context`, closed when the request is done.
+
+    An async dependency, so that an anonymous request (a VO client's cone search, a public
+    page) is not sent to a worker thread twice more (to enter and to leave a synchronous
+    dependency) besides the one its endpoint runs in: only database work goes to a thread."""
     app = request.app
     ctx = Context(database=app.state.database, settings=app.state.settings,
                   runtime=app.state.runtime,
@@ -92,10 +105,17 @@ def request_context(request: Request) -> Iterator[Context]:
                   language=getattr(request.state, "language", DEFAULT_LANGUAGE))
     request.state.ctx = ctx
     try:
-        authenticate(ctx, request)
+        if _anonymous(request, ctx.settings):
+            authenticate(ctx, request)
+        else:
+            await run_in_threadpool(authenticate, ctx, request)
+            current_language.set(ctx.language)  # the worker thread's setting stays there
         yield ctx
     finally:
-        ctx.close()
+        if ctx.session is not None and ctx.session.in_transaction():
+            await run_in_threadpool(ctx.close)  # a rollback may wait for the database
+        else:
+            ctx.close()
 
 
 class AuditedRoute(APIRoute):
