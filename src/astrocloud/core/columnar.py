@@ -40,13 +40,16 @@ def uri(engine: Engine) -> str | None:
     return None
 
 
-def connect(engine: Engine, target: str):
-    """An idle ADBC connection kept for `engine`, or a new one to `target` (from `uri`).
-    Raises what the driver raises when it cannot connect."""
+def connect(engine: Engine):
+    """An idle ADBC connection kept for `engine`, or a new one to its database (where `uri`
+    gives one). Raises what the driver raises when it cannot connect."""
     with _lock:
         idle = _pools.get(engine)
         if idle:
             return idle.pop()
+    target = uri(engine)
+    if target is None:
+        raise ValueError(f"no columnar driver for {engine.dialect.name} databases of this kind")
     if target.startswith("file:"):
         import adbc_driver_sqlite.dbapi as driver
     else:

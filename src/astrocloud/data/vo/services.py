@@ -859,14 +859,17 @@ _PG_TYPES = {"int2", "int4", "int8", "float4", "float8", "bool", "text", "varcha
 _SQL_TYPES = {"boolean": "INTEGER", "unsignedByte": "INTEGER", "short": "INTEGER",
               "int": "INTEGER", "long": "INTEGER", "float": "REAL", "double": "REAL",
               "char": "TEXT", "unicodeChar": "TEXT"}
-def _columnar_uri(database, prepared: Prepared) -> str | None:
+
+
+def _columnar_possible(database, prepared: Prepared) -> bool:
+    """Whether the query may take the columnar path (see `_execute_columnar`)."""
     if prepared.format.name != "votable" or prepared.uploads or prepared.params or \
             prepared.limit is None or prepared.limit < COLUMNAR_MIN_ROWS:
-        return None
+        return False
     if database.dialect == "sqlite" and (
             not prepared.plain or _SQLITE_PYTHON_FUNCTIONS.search(prepared.sql)):
-        return None
-    return columnar.uri(database.engine)
+        return False
+    return columnar.uri(database.engine) is not None
 
 
 def _columnar_fits(database, prepared: Prepared, first) -> bool:
@@ -899,11 +902,10 @@ def _next_batch(reader):
 def _execute_columnar(database, prepared: Prepared, deadline: float, cancelled,
                       outcome: Outcome) -> Iterator[bytes] | None:
     """`execute` on the columnar path; None when the query must take the ordinary one."""
-    uri = _columnar_uri(database, prepared)
-    if uri is None:
+    if not _columnar_possible(database, prepared):
         return None
     try:
-        conn = columnar.connect(database.engine, uri)
+        conn = columnar.connect(database.engine)
     except Exception:  # noqa: BLE001 — no driver, or no connection: the ordinary path decides
         log.warning("TAP: no columnar connection, the ordinary path runs", exc_info=True)
         return None

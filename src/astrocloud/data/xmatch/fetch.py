@@ -73,13 +73,12 @@ def _fetch_columnar(session: Session, stmt: sa.Select, names: list[str], kinds: 
                     check: Callable[[int], None]) -> pa.Table | None:
     """The rows through an ADBC driver; None when that way cannot read them."""
     engine = session.get_bind().engine
-    uri = columnar.uri(engine)
-    if uri is None:
+    if columnar.uri(engine) is None:
         return None
     try:
         import adbc_driver_manager
 
-        conn = columnar.connect(engine, uri)
+        conn = columnar.connect(engine)
     except Exception:  # noqa: BLE001 — no driver, or no connection: the ordinary way reads
         log.warning("cross-match: no columnar connection, the ordinary fetch runs",
                     exc_info=True)
@@ -89,7 +88,7 @@ def _fetch_columnar(session: Session, stmt: sa.Select, names: list[str], kinds: 
     batches, seen, done = [], 0, False
     try:
         cursor = conn.cursor()
-        if uri.startswith("file:"):
+        if engine.dialect.name == "sqlite":
             cursor.adbc_statement.set_options(
                 **{"adbc.sqlite.query.batch_rows": str(COLUMNAR_BATCH_ROWS)})
         cursor.execute(sql)
